@@ -1,0 +1,137 @@
+/**
+ * The one WebGPU adapter and device a process uses: acquired headlessly, with the adapter's larger
+ * storage limits requested, and with device loss and uncaptured errors turned into thrown errors at the
+ * next submission instead of silent hangs.
+ */
+
+export interface AdapterDescription {
+  /** The adapter's own description, e.g. "llvmpipe (LLVM 15.0.6, 256 bits)" or "NVIDIA H200". */
+  name: string;
+  vendor: string;
+  architecture: string;
+  /** "vulkan", "gl", ... as chosen by DENO_WEBGPU_BACKEND, or "auto" when wgpu picked. */
+  backend: string;
+  isFallbackAdapter: boolean;
+}
+
+export interface Gpu {
+  device: GPUDevice;
+  adapter: AdapterDescription;
+  features: ReadonlySet<string>;
+  maxStorageBindingBytes: number;
+  maxBufferBytes: number;
+  maxWorkgroupsPerDimension: number;
+  hasF16: boolean;
+  hasTimestamps: boolean;
+}
+
+export interface GpuOptions {
+  powerPreference?: GPUPowerPreference;
+  /** Ask for `shader-f16`; an error if the adapter lacks it. */
+  requireF16?: boolean;
+}
+
+let current: Gpu | undefined;
+let pending: Promise<Gpu> | undefined;
+let failure: Error | undefined;
+
+const NO_ADAPTER_HELP = "no WebGPU adapter found. Install a GPU driver with Vulkan support, or Mesa's " +
+  "software adapters: `apt-get install -y mesa-vulkan-drivers` (lavapipe, Vulkan) or libgl1-mesa-dri " +
+  "(llvmpipe, GL); then pick one with DENO_WEBGPU_BACKEND=vulkan or DENO_WEBGPU_BACKEND=gl";
+
+/** Acquires the process-wide GPU once; later calls return the same one. */
+export function initGpu(options: GpuOptions = {}): Promise<Gpu> {
+  if (current) {
+    if (options.requireF16 && !current.hasF16) return Promise.reject(f16Missing(current.adapter));
+    return Promise.resolve(current);
+  }
+  pending ??= acquire(options).then((gpu) => (current = gpu)).finally(() => (pending = undefined));
+  return pending;
+}
+
+/** The GPU acquired by `initGpu`; ops call this synchronously. */
+export function gpu(): Gpu {
+  if (!current) throw new Error("spikegpu: the GPU is not initialised: `await initGpu()` before using tensors");
+  return current;
+}
+
+/** Throws the device-lost or uncaptured GPU error recorded since the last check, if any. */
+export function throwIfGpuFailed(): void {
+  if (!failure) return;
+  const error = failure;
+  // A lost device stays lost; other errors are reported once.
+  if (!error.message.includes("device lost")) failure = undefined;
+  throw error;
+}
+
+function f16Missing(adapter: AdapterDescription): Error {
+  return new Error(
+    `spikegpu: f16 was requested but the adapter "${adapter.name}" (${adapter.backend}) has no shader-f16; ` +
+      "train in f32, or use a Vulkan adapter (DENO_WEBGPU_BACKEND=vulkan) that supports it",
+  );
+}
+
+async function acquire(options: GpuOptions): Promise<Gpu> {
+  if (!("gpu" in navigator) || !navigator.gpu) throw new Error(`spikegpu: ${NO_ADAPTER_HELP}`);
+  const adapter = await navigator.gpu.requestAdapter({
+    powerPreference: options.powerPreference ?? "high-performance",
+  });
+  if (!adapter) throw new Error(`spikegpu: ${NO_ADAPTER_HELP}`);
+  const info = adapter.info;
+  const description: AdapterDescription = {
+    name: info.description || info.device || "unknown adapter",
+    vendor: info.vendor,
+    architecture: info.architecture,
+    backend: Deno.env.get("DENO_WEBGPU_BACKEND") ?? "auto",
+    isFallbackAdapter: (info as GPUAdapterInfo & { isFallbackAdapter?: boolean }).isFallbackAdapter ?? false,
+  };
+  const hasF16 = adapter.features.has("shader-f16");
+  if (options.requireF16 && !hasF16) throw f16Missing(description);
+  const requiredFeatures: GPUFeatureName[] = [];
+  if (hasF16) requiredFeatures.push("shader-f16");
+  if (adapter.features.has("timestamp-query")) requiredFeatures.push("timestamp-query");
+  const limits = adapter.limits;
+  const device = await adapter.requestDevice({
+    requiredFeatures,
+    requiredLimits: {
+      maxStorageBufferBindingSize: limits.maxStorageBufferBindingSize,
+      maxBufferSize: limits.maxBufferSize,
+      maxStorageBuffersPerShaderStage: limits.maxStorageBuffersPerShaderStage,
+      maxComputeWorkgroupStorageSize: limits.maxComputeWorkgroupStorageSize,
+      maxComputeInvocationsPerWorkgroup: limits.maxComputeInvocationsPerWorkgroup,
+      maxComputeWorkgroupSizeX: limits.maxComputeWorkgroupSizeX,
+      maxComputeWorkgroupSizeY: limits.maxComputeWorkgroupSizeY,
+    },
+  });
+  device.lost.then((lost) => {
+    failure = new Error(
+      `spikegpu: GPU device lost (${lost.reason}): ${lost.message || "no detail"}; ` +
+        "the run cannot continue: restart it from the last checkpoint",
+    );
+  });
+  device.addEventListener("uncapturederror", (event) => {
+    const error = (event as GPUUncapturedErrorEvent).error;
+    const oom = error instanceof GPUOutOfMemoryError;
+    failure ??= new Error(
+      oom
+        ? `spikegpu: GPU out of memory (${error.message}); try a smaller --batch-size`
+        : `spikegpu: GPU error: ${error.message}`,
+    );
+  });
+  return {
+    device,
+    adapter: description,
+    features: new Set(device.features),
+    maxStorageBindingBytes: device.limits.maxStorageBufferBindingSize,
+    maxBufferBytes: device.limits.maxBufferSize,
+    maxWorkgroupsPerDimension: device.limits.maxComputeWorkgroupsPerDimension,
+    hasF16,
+    hasTimestamps: device.features.has("timestamp-query"),
+  };
+}
+
+/** One line naming the adapter, for logs and `--help`. */
+export function describeAdapter(adapter: AdapterDescription): string {
+  const fallback = adapter.isFallbackAdapter ? ", software" : "";
+  return `${adapter.name} [backend ${adapter.backend}${fallback}]`;
+}

@@ -1,0 +1,158 @@
+/**
+ * Compiles each kernel specialisation once and records dispatches into one pending command encoder,
+ * which is submitted only when a result must leave the GPU (readback, upload) or the batch grows long.
+ */
+import { gpu, throwIfGpuFailed } from "./device.ts";
+
+/** A compute kernel specialised by its shape constants; equal keys must mean equal WGSL. */
+export interface Kernel {
+  key: string;
+  /** Generates the WGSL source; called once per key. Entry point `main`, bindings in group 0. */
+  wgsl: () => string;
+}
+
+/** Dispatches recorded before an automatic submit, so the GPU starts while the CPU records more. */
+const MAX_PENDING_DISPATCHES = 512;
+const UNIFORM_BYTES = 256;
+
+const pipelines = new Map<string, GPUComputePipeline>();
+let encoder: GPUCommandEncoder | undefined;
+let pass: GPUComputePassEncoder | undefined;
+let pendingDispatches = 0;
+let dispatchCount = 0;
+const freeUniforms: GPUBuffer[] = [];
+const pendingUniforms: GPUBuffer[] = [];
+
+export function pipelineFor(kernel: Kernel): GPUComputePipeline {
+  let pipeline = pipelines.get(kernel.key);
+  if (!pipeline) {
+    const { device } = gpu();
+    const module = device.createShaderModule({ code: kernel.wgsl(), label: kernel.key });
+    pipeline = device.createComputePipeline({
+      layout: "auto",
+      compute: { module, entryPoint: "main" },
+      label: kernel.key,
+    });
+    pipelines.set(kernel.key, pipeline);
+  }
+  return pipeline;
+}
+
+function currentPass(): GPUComputePassEncoder {
+  if (!pass) {
+    encoder ??= gpu().device.createCommandEncoder();
+    pass = encoder.beginComputePass();
+  }
+  return pass;
+}
+
+function currentEncoder(): GPUCommandEncoder {
+  if (pass) {
+    pass.end();
+    pass = undefined;
+  }
+  encoder ??= gpu().device.createCommandEncoder();
+  return encoder;
+}
+
+/**
+ * Records one dispatch. `buffers[i]` is bound at `@group(0) @binding(i)`; `uniform`, when given, is a
+ * small block of per-call scalars (learning rate, step) bound after the buffers.
+ */
+export function dispatch(
+  kernel: Kernel,
+  buffers: readonly GPUBuffer[],
+  workgroups: readonly [number, number?, number?],
+  uniform?: ArrayBuffer | ArrayBufferView,
+): void {
+  const { device, maxWorkgroupsPerDimension } = gpu();
+  const [x, y = 1, z = 1] = workgroups;
+  if (x === 0 || y === 0 || z === 0) return;
+  if (x > maxWorkgroupsPerDimension || y > maxWorkgroupsPerDimension || z > maxWorkgroupsPerDimension) {
+    throw new Error(
+      `spikegpu: kernel ${kernel.key} asked for ${x}x${y}x${z} workgroups, more than ${maxWorkgroupsPerDimension} ` +
+        "per dimension",
+    );
+  }
+  const pipeline = pipelineFor(kernel);
+  const entries: GPUBindGroupEntry[] = buffers.map((buffer, binding) => ({ binding, resource: { buffer } }));
+  if (uniform) {
+    const buffer = freeUniforms.pop() ??
+      device.createBuffer({ size: UNIFORM_BYTES, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+    const bytes = ArrayBuffer.isView(uniform)
+      ? new Uint8Array(uniform.buffer as ArrayBuffer, uniform.byteOffset, uniform.byteLength)
+      : new Uint8Array(uniform);
+    device.queue.writeBuffer(buffer, 0, bytes);
+    pendingUniforms.push(buffer);
+    entries.push({ binding: buffers.length, resource: { buffer } });
+  }
+  const bindGroup = device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+  const p = currentPass();
+  p.setPipeline(pipeline);
+  p.setBindGroup(0, bindGroup);
+  p.dispatchWorkgroups(x, y, z);
+  dispatchCount++;
+  if (++pendingDispatches >= MAX_PENDING_DISPATCHES) flush();
+}
+
+export function copyBuffer(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number) {
+  currentEncoder().copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
+}
+
+/** Submits everything recorded so far. */
+export function flush(): void {
+  throwIfGpuFailed();
+  if (!encoder) return;
+  if (pass) pass.end();
+  const commands = encoder.finish();
+  pass = undefined;
+  encoder = undefined;
+  pendingDispatches = 0;
+  gpu().device.queue.submit([commands]);
+  freeUniforms.push(...pendingUniforms.splice(0));
+}
+
+/** Waits for all submitted work; surfaces a lost device or GPU error instead of hanging. */
+export async function synchronize(): Promise<void> {
+  flush();
+  await gpu().device.queue.onSubmittedWorkDone();
+  throwIfGpuFailed();
+}
+
+/** Copies `bytes` from `buffer` to the CPU. */
+export async function readBuffer(buffer: GPUBuffer, bytes: number, offset = 0): Promise<ArrayBuffer> {
+  const { device } = gpu();
+  const size = Math.ceil(bytes / 4) * 4;
+  const staging = device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  try {
+    currentEncoder().copyBufferToBuffer(buffer, offset, staging, 0, size);
+    flush();
+    await staging.mapAsync(GPUMapMode.READ);
+    throwIfGpuFailed();
+    return staging.getMappedRange().slice(0, bytes);
+  } finally {
+    staging.destroy();
+  }
+}
+
+/** Writes CPU data into a buffer, after the commands already recorded (which may still use it). */
+export function writeBuffer(buffer: GPUBuffer, data: ArrayBufferView, offset = 0): void {
+  flush();
+  const bytes = new Uint8Array(data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
+  if (bytes.byteLength % 4 === 0) {
+    gpu().device.queue.writeBuffer(buffer, offset, bytes);
+  } else {
+    const padded = new Uint8Array(Math.ceil(bytes.byteLength / 4) * 4);
+    padded.set(bytes);
+    gpu().device.queue.writeBuffer(buffer, offset, padded);
+  }
+}
+
+/** Number of dispatches recorded since the process started (for tests and benches). */
+export function dispatchTotal(): number {
+  return dispatchCount;
+}
+
+export function compiledKernelCount(): number {
+  return pipelines.size;
+}

@@ -1,0 +1,86 @@
+/**
+ * Storage buffers reused across steps. A training step asks for the same sizes every time, so a freed
+ * buffer is kept in a free list for its exact (256-byte rounded) size and handed to the next request of
+ * that size: after the first step, a step allocates nothing.
+ */
+import { gpu } from "./device.ts";
+
+const USAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+const ALIGN = 256;
+
+const free = new Map<number, GPUBuffer[]>();
+let bytesInUse = 0;
+let peakBytesInUse = 0;
+let bytesAllocated = 0;
+let buffersCreated = 0;
+
+export interface PoolStats {
+  /** Bytes held by live tensors. */
+  bytesInUse: number;
+  /** High-water mark of bytesInUse since the last `resetPeak`. */
+  peakBytesInUse: number;
+  /** Bytes of all buffers the pool owns, in use or free. */
+  bytesAllocated: number;
+  /** How many GPU buffers the pool has ever created. */
+  buffersCreated: number;
+}
+
+export function roundedSize(bytes: number): number {
+  return Math.max(ALIGN, Math.ceil(bytes / ALIGN) * ALIGN);
+}
+
+/**
+ * A buffer of at least `bytes`; `what` names the tensor in the error when the size exceeds what one
+ * binding can address.
+ */
+export function acquireBuffer(bytes: number, what: string): GPUBuffer {
+  const size = roundedSize(bytes);
+  const { device, maxStorageBindingBytes, maxBufferBytes } = gpu();
+  const limit = Math.min(maxStorageBindingBytes, maxBufferBytes);
+  if (size > limit) {
+    throw new Error(
+      `spikegpu: tensor ${what} needs ${size} bytes, more than this adapter's storage binding limit of ` +
+        `${limit} bytes; use a smaller batch size or input`,
+    );
+  }
+  let buffer = free.get(size)?.pop();
+  if (!buffer) {
+    buffer = device.createBuffer({ size, usage: USAGE, label: what });
+    bytesAllocated += size;
+    buffersCreated++;
+  }
+  bytesInUse += size;
+  peakBytesInUse = Math.max(peakBytesInUse, bytesInUse);
+  return buffer;
+}
+
+/**
+ * Returns a buffer for reuse. Reuse is safe inside the pending command encoder because WebGPU runs a
+ * queue's commands in order; uploads flush that encoder before writing (see Tensor.fromData).
+ */
+export function releaseBuffer(buffer: GPUBuffer): void {
+  const size = buffer.size;
+  bytesInUse -= size;
+  let list = free.get(size);
+  if (!list) free.set(size, list = []);
+  list.push(buffer);
+}
+
+export function poolStats(): PoolStats {
+  return { bytesInUse, peakBytesInUse, bytesAllocated, buffersCreated };
+}
+
+export function resetPeak(): void {
+  peakBytesInUse = bytesInUse;
+}
+
+/** Destroys every free buffer (for memory pressure or before measuring). */
+export function trimPool(): void {
+  for (const list of free.values()) {
+    for (const buffer of list) {
+      bytesAllocated -= buffer.size;
+      buffer.destroy();
+    }
+  }
+  free.clear();
+}

@@ -1,0 +1,55 @@
+/**
+ * Scopes own the tensors created while they are active, so one `dispose()` releases a whole step's
+ * intermediates. Tensors created outside any scope (parameters, optimizer state) live until disposed.
+ */
+import type { Tensor } from "./tensor.ts";
+
+export class Scope {
+  readonly #tensors = new Set<Tensor>();
+
+  track(tensor: Tensor): void {
+    this.#tensors.add(tensor);
+  }
+
+  /** Hands a tensor to the caller: the scope will no longer dispose it. */
+  keep<T extends Tensor>(tensor: T): T {
+    this.#tensors.delete(tensor);
+    return tensor;
+  }
+
+  /** Runs `body` with this scope active (innermost) and returns its result. */
+  run<T>(body: () => T): T {
+    stack.push(this);
+    try {
+      return body();
+    } finally {
+      stack.pop();
+    }
+  }
+
+  get trackedCount(): number {
+    return this.#tensors.size;
+  }
+
+  /** Disposes every tensor created in this scope and not kept. */
+  dispose(): void {
+    for (const tensor of this.#tensors) tensor.dispose();
+    this.#tensors.clear();
+  }
+}
+
+const stack: Scope[] = [];
+
+export function currentScope(): Scope | undefined {
+  return stack[stack.length - 1];
+}
+
+/** Runs `body` so that the tensors it creates belong to no scope (e.g. gradients of parameters). */
+export function untracked<T>(body: () => T): T {
+  stack.push(undefined as unknown as Scope);
+  try {
+    return body();
+  } finally {
+    stack.pop();
+  }
+}

@@ -1,0 +1,160 @@
+/**
+ * Reverse-mode autograd. A Tape is a Scope that also records, for every op whose inputs need gradients,
+ * a closure that turns the output's gradient into the inputs' gradients. `backward` replays them in
+ * reverse; leaves (parameters) accumulate into `.grad`, which outlives the tape.
+ */
+import { accumulateKernel, fillKernel, mapKernel } from "../../kernels/elementwise.ts";
+import { dispatch } from "../gpu/kernels.ts";
+import { currentScope, Scope, untracked } from "./scope.ts";
+import { Tensor } from "./tensor.ts";
+
+/** Gradients of the inputs, in input order; null where an input needs none. */
+export type Backward = (gradOutput: Tensor) => readonly (Tensor | null)[];
+
+interface Entry {
+  inputs: readonly Tensor[];
+  output: Tensor;
+  backward: Backward;
+}
+
+export class Tape extends Scope {
+  readonly #entries: Entry[] = [];
+
+  /** Records an op; called by ops through `record`. */
+  push(entry: Entry): void {
+    this.#entries.push(entry);
+  }
+
+  get length(): number {
+    return this.#entries.length;
+  }
+
+  /**
+   * Back-propagates from `loss` (seeded with ones, or with `seed` of the same shape) and leaves the
+   * gradients of leaf tensors in their `.grad`. Intermediate gradients are freed as soon as used.
+   */
+  backward(loss: Tensor, seed?: Tensor): void {
+    if (!loss.requiresGrad) throw new Error(`spikegpu: backward from ${loss.name}, which does not require grad`);
+    this.run(() => {
+      const grads = new Map<Tensor, Tensor>();
+      const start = seed ?? ones(loss.shape);
+      if (start.size !== loss.size) {
+        throw new Error(`spikegpu: backward seed has ${start.size} values, ${loss.name} has ${loss.size}`);
+      }
+      grads.set(loss, start);
+      for (let e = this.#entries.length - 1; e >= 0; e--) {
+        const { inputs, output, backward } = this.#entries[e];
+        const gradOutput = grads.get(output);
+        if (!gradOutput) continue;
+        grads.delete(output);
+        const inputGrads = backward(gradOutput);
+        if (inputGrads.length !== inputs.length) {
+          throw new Error(`spikegpu: backward of ${output.name} returned ${inputGrads.length} gradients`);
+        }
+        const placed = new Set<Tensor>();
+        inputs.forEach((input, i) => {
+          let grad = inputGrads[i];
+          if (!grad || !input.requiresGrad) return;
+          // A tensor handed back twice (add's gradient flows to both inputs) must not be shared.
+          if (placed.has(grad)) grad = copyOf(grad);
+          placed.add(grad);
+          this.#accumulate(grads, input, grad);
+        });
+        if (!placed.has(gradOutput) && gradOutput !== seed) gradOutput.dispose();
+      }
+      for (const leftover of grads.values()) if (leftover !== seed) leftover.dispose();
+    });
+    this.#entries.length = 0;
+  }
+
+  #accumulate(grads: Map<Tensor, Tensor>, input: Tensor, grad: Tensor): void {
+    if (!input.hasCreator) {
+      if (input.grad) {
+        addInto(input.grad, grad);
+        grad.dispose();
+      } else {
+        // The leaf's gradient must survive the tape.
+        this.keep(grad);
+        input.grad = grad.shape.join() === input.shape.join() ? grad : reshaped(grad, input.shape);
+      }
+      return;
+    }
+    const existing = grads.get(input);
+    if (existing) {
+      addInto(existing, grad);
+      grad.dispose();
+    } else {
+      grads.set(input, grad);
+    }
+  }
+
+  override dispose(): void {
+    this.#entries.length = 0;
+    super.dispose();
+  }
+}
+
+/** The tape recording now, if any: the innermost scope when it is a Tape. */
+export function currentTape(): Tape | undefined {
+  const scope = currentScope();
+  return scope instanceof Tape ? scope : undefined;
+}
+
+/**
+ * Records `output = op(inputs)` when a tape is active and some input requires grad; otherwise the op
+ * ran without gradient (evaluation, or a plain Scope).
+ */
+export function record(output: Tensor, inputs: readonly Tensor[], backward: Backward): Tensor {
+  const tape = currentTape();
+  if (!tape || !inputs.some((t) => t.requiresGrad)) return output;
+  output.requiresGrad = true;
+  output.hasCreator = true;
+  tape.push({ inputs, output, backward });
+  return output;
+}
+
+/** Runs `body` with no gradient recording; tensors it creates belong to the enclosing scope. */
+export function noGrad<T>(body: () => T): T {
+  const scope = currentScope();
+  if (!(scope instanceof Tape)) return body();
+  return new NoGradScope(scope).run(body);
+}
+
+/** A scope that forwards tracking to an outer tape but records nothing. */
+class NoGradScope extends Scope {
+  constructor(private readonly owner: Scope) {
+    super();
+  }
+  override track(tensor: Tensor): void {
+    this.owner.track(tensor);
+  }
+}
+
+/** `dst += src`, in place. */
+export function addInto(dst: Tensor, src: Tensor, scale = 1): void {
+  if (dst.size !== src.size) {
+    throw new Error(`spikegpu: cannot add ${src.name} (${src.size} values) into ${dst.name} (${dst.size})`);
+  }
+  const kernel = accumulateKernel(dst.size, scale);
+  dispatch(kernel, [dst.buffer, src.buffer], kernel.workgroups);
+}
+
+function ones(shape: readonly number[]): Tensor {
+  const t = Tensor.empty(shape, { name: "grad_seed" });
+  const kernel = fillKernel(t.size, 1);
+  dispatch(kernel, [t.buffer], kernel.workgroups);
+  return t;
+}
+
+function copyOf(t: Tensor): Tensor {
+  const copy = Tensor.empty(t.shape, { name: `${t.name}_copy` });
+  const kernel = mapKernel("copy", t.size, 1, "a");
+  dispatch(kernel, [t.buffer, copy.buffer], kernel.workgroups);
+  return copy;
+}
+
+function reshaped(grad: Tensor, shape: readonly number[]): Tensor {
+  const view = untracked(() => grad.view(shape));
+  grad.dispose();
+  return view;
+}

@@ -1,0 +1,121 @@
+/** Shared test plumbing: the GPU, oracle fixtures, and tolerance checks. */
+import { AssertionError } from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { initGpu } from "../src/gpu/device.ts";
+import { type NamedArray, readSafetensors } from "../src/io/safetensors.ts";
+import { Tensor } from "../src/tensor/tensor.ts";
+
+export const FIXTURES = fileURLToPath(new URL("./fixtures/", import.meta.url));
+
+/** Every GPU test awaits this first. */
+export function setupGpu() {
+  return initGpu();
+}
+
+export class Fixture {
+  constructor(readonly name: string, readonly arrays: Map<string, NamedArray>) {}
+
+  static async load(name: string): Promise<Fixture> {
+    return new Fixture(name, await readSafetensors(`${FIXTURES}${name}.safetensors`));
+  }
+
+  get(key: string): NamedArray {
+    const array = this.arrays.get(key);
+    if (!array) throw new Error(`fixture ${this.name} has no ${key}; it has ${[...this.arrays.keys()].join(", ")}`);
+    return array;
+  }
+
+  floats(key: string): Float32Array {
+    const { data } = this.get(key);
+    if (data instanceof Float32Array) return data;
+    if (data instanceof BigInt64Array) return Float32Array.from(data, Number);
+    return Float32Array.from(data as ArrayLike<number>);
+  }
+
+  shape(key: string): number[] {
+    return this.get(key).shape;
+  }
+
+  /** Uploads an f32 fixture array as a tensor. */
+  tensor(key: string, options: { requiresGrad?: boolean; shape?: number[] } = {}): Tensor {
+    return Tensor.fromData(this.floats(key), options.shape ?? this.shape(key), {
+      name: key,
+      requiresGrad: options.requiresGrad,
+    });
+  }
+
+  ints(key: string): Int32Array {
+    const { data } = this.get(key);
+    return Int32Array.from(data as ArrayLike<number | bigint>, Number);
+  }
+}
+
+export interface Tolerance {
+  /** Relative tolerance per element. */
+  rtol: number;
+  /**
+   * Absolute floor, as a fraction of the expected tensor's root-mean-square: elements near zero are
+   * judged against the tensor's scale instead of their own (otherwise cancellation noise fails them).
+   */
+  scaleFloor?: number;
+}
+
+export const FORWARD: Tolerance = { rtol: 1e-4, scaleFloor: 1e-4 };
+export const GRADIENT: Tolerance = { rtol: 1e-3, scaleFloor: 1e-3 };
+
+/** Worst |a - e| / (rtol |e| + floor) over elements; <= 1 passes. Also reports the max relative error. */
+export function compare(actual: ArrayLike<number>, expected: ArrayLike<number>, tolerance: Tolerance) {
+  if (actual.length !== expected.length) {
+    throw new AssertionError({ message: `length ${actual.length} != expected ${expected.length}` });
+  }
+  let sumSquares = 0;
+  for (let i = 0; i < expected.length; i++) sumSquares += expected[i] * expected[i];
+  const rms = Math.sqrt(sumSquares / Math.max(1, expected.length));
+  const floor = (tolerance.scaleFloor ?? tolerance.rtol) * rms + 1e-12;
+  let worst = 0;
+  let worstIndex = -1;
+  let maxRelative = 0;
+  for (let i = 0; i < expected.length; i++) {
+    const diff = Math.abs(actual[i] - expected[i]);
+    if (!(diff === diff)) return { ratio: Infinity, index: i, maxRelative: Infinity };
+    const ratio = diff / (tolerance.rtol * Math.abs(expected[i]) + floor);
+    if (ratio > worst) {
+      worst = ratio;
+      worstIndex = i;
+    }
+    maxRelative = Math.max(maxRelative, diff / Math.max(Math.abs(expected[i]), rms));
+  }
+  return { ratio: worst, index: worstIndex, maxRelative };
+}
+
+export function assertClose(
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+  tolerance: Tolerance,
+  what: string,
+): void {
+  const { ratio, index } = compare(actual, expected, tolerance);
+  if (ratio > 1) {
+    throw new AssertionError({
+      message: `${what}: element ${index} is ${actual[index]}, expected ${expected[index]} ` +
+        `(${ratio.toFixed(2)}x over tolerance rtol=${tolerance.rtol})`,
+    });
+  }
+}
+
+/** Reads a tensor and compares it with a fixture array. */
+export async function assertTensorClose(
+  tensor: Tensor | null,
+  fixture: Fixture,
+  key: string,
+  tolerance: Tolerance,
+): Promise<void> {
+  if (!tensor) throw new AssertionError({ message: `${fixture.name}/${key}: tensor is missing (no gradient?)` });
+  const expectedShape = fixture.shape(key);
+  if (tensor.size !== expectedShape.reduce((a, b) => a * b, 1)) {
+    throw new AssertionError({
+      message: `${fixture.name}/${key}: shape [${tensor.shape.join(", ")}] vs expected [${expectedShape.join(", ")}]`,
+    });
+  }
+  assertClose(await tensor.readFloat(), fixture.floats(key), tolerance, `${fixture.name}/${key}`);
+}
