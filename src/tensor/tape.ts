@@ -37,10 +37,11 @@ export class Tape extends Scope {
     if (!loss.requiresGrad) throw new Error(`spikegpu: backward from ${loss.name}, which does not require grad`);
     this.run(() => {
       const grads = new Map<Tensor, Tensor>();
-      const start = seed ?? ones(loss.shape);
-      if (start.size !== loss.size) {
-        throw new Error(`spikegpu: backward seed has ${start.size} values, ${loss.name} has ${loss.size}`);
+      if (seed && seed.size !== loss.size) {
+        throw new Error(`spikegpu: backward seed has ${seed.size} values, ${loss.name} has ${loss.size}`);
       }
+      // The caller keeps its seed; the tape works on its own copy.
+      const start = seed ? copyOf(seed) : ones(loss.shape);
       grads.set(loss, start);
       for (let e = this.#entries.length - 1; e >= 0; e--) {
         const { inputs, output, backward } = this.#entries[e];
@@ -60,9 +61,9 @@ export class Tape extends Scope {
           placed.add(grad);
           this.#accumulate(grads, input, grad);
         });
-        if (!placed.has(gradOutput) && gradOutput !== seed) gradOutput.dispose();
+        if (!placed.has(gradOutput)) gradOutput.dispose();
       }
-      for (const leftover of grads.values()) if (leftover !== seed) leftover.dispose();
+      for (const leftover of grads.values()) leftover.dispose();
     });
     this.#entries.length = 0;
   }
