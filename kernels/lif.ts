@@ -1,0 +1,164 @@
+/**
+ * The multi-step LIF neuron (SPEC §2) as one kernel per direction: each invocation owns one neuron and
+ * runs its whole time loop in registers. The forward saves the membrane before firing, u_t, for every
+ * step (the spike s_t = H(u_t - theta) is recomputed from it), so the backward needs nothing else and
+ * can walk t = T..1 reading one saved value and one incoming gradient per step.
+ */
+import type { Kernel } from "../src/gpu/kernels.ts";
+import { f32, gridFor, WORKGROUP_SIZE } from "./common.ts";
+
+/** The surrogate dH/dz used by the backward, with its sharpness constants resolved. */
+export type SurrogateSpec =
+  | { kind: "dspike"; gamma: number; region: number }
+  | { kind: "sigmoid"; alpha: number }
+  | { kind: "atan"; alpha: number };
+
+export interface LifSpec {
+  /** Neurons per time step: the tensor's size divided by T. */
+  neurons: number;
+  /** Time steps T; the tensor holds T consecutive blocks of `neurons` values (time-major). */
+  steps: number;
+  tau: number;
+  threshold: number;
+  surrogate: SurrogateSpec;
+  /**
+   * Test-only: fire s = sigmoid(alpha (u - theta)) instead of the Heaviside step, forward and backward,
+   * so that with the sigmoid surrogate the backward is the exact gradient of the forward and can be
+   * checked against finite differences. Requires the sigmoid surrogate.
+   */
+  smoothForward?: boolean;
+}
+
+export interface LifKernel extends Kernel {
+  workgroups: [number, number];
+}
+
+function surrogateKey(s: SurrogateSpec): string {
+  return s.kind === "dspike" ? `dspike:${s.gamma}:${s.region}` : `${s.kind}:${s.alpha}`;
+}
+
+function specKey(spec: LifSpec): string {
+  const smooth = spec.smoothForward ? ":smooth" : "";
+  return `${spec.neurons}:${spec.steps}:${spec.tau}:${spec.threshold}:${surrogateKey(spec.surrogate)}${smooth}`;
+}
+
+/** WGSL `fn surrogate_grad(z: f32) -> f32`, the derivative the backward uses in place of dH/dz. */
+function surrogateWGSL(s: SurrogateSpec): string {
+  switch (s.kind) {
+    case "dspike": {
+      // gamma (1 - tanh(gamma z)^2) / (2 tanh(gamma r)), written as 4e / (1 + e)^2 with
+      // e = exp(-2 gamma |z|): the same value without tanh, whose exp-based forms overflow for large z.
+      const scale = s.gamma / (2 * Math.tanh(s.gamma * s.region));
+      return `
+fn surrogate_grad(z: f32) -> f32 {
+  let e = exp(${f32(-2 * s.gamma)} * abs(z));
+  let sech2 = 4.0 * e / ((1.0 + e) * (1.0 + e));
+  return select(0.0, ${f32(scale)} * sech2, abs(z) <= ${f32(s.region)});
+}`;
+    }
+    case "sigmoid":
+      // SpikingJelly's sigmoid surrogate: the derivative of sigmoid(alpha z).
+      return `
+fn surrogate_grad(z: f32) -> f32 {
+  let sig = 1.0 / (1.0 + exp(${f32(-s.alpha)} * z));
+  return ${f32(s.alpha)} * sig * (1.0 - sig);
+}`;
+    case "atan": {
+      // SpikingJelly's atan surrogate: the derivative of atan(pi/2 alpha z) / pi + 1/2.
+      return `
+fn surrogate_grad(z: f32) -> f32 {
+  let w = ${f32((Math.PI / 2) * s.alpha)} * z;
+  return ${f32(s.alpha / 2)} / (1.0 + w * w);
+}`;
+    }
+  }
+}
+
+/** WGSL `fn fire(u: f32) -> f32`: the spike emitted for membrane u. */
+function fireWGSL(spec: LifSpec): string {
+  if (spec.smoothForward) {
+    if (spec.surrogate.kind !== "sigmoid") {
+      throw new Error(`lif: smoothForward needs the sigmoid surrogate, got ${spec.surrogate.kind}`);
+    }
+    return `
+fn fire(u: f32) -> f32 {
+  return 1.0 / (1.0 + exp(${f32(-spec.surrogate.alpha)} * (u - ${f32(spec.threshold)})));
+}`;
+  }
+  return `
+fn fire(u: f32) -> f32 {
+  return select(0.0, 1.0, u >= ${f32(spec.threshold)});
+}`;
+}
+
+/**
+ * Forward: `x` (T*neurons) -> `spikes`, and when `saveMembrane` also `membrane` (u_t per step, for the
+ * backward). Bindings: x, spikes[, membrane].
+ */
+export function lifForwardKernel(spec: LifSpec, saveMembrane: boolean): LifKernel {
+  const grid = gridFor(spec.neurons);
+  const n = spec.neurons;
+  return {
+    key: `lif_forward:${specKey(spec)}:${saveMembrane ? "save" : "nosave"}`,
+    workgroups: grid.workgroups,
+    wgsl: () => `
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> spikes: array<f32>;
+${saveMembrane ? "@group(0) @binding(2) var<storage, read_write> membrane: array<f32>;" : ""}
+${fireWGSL(spec)}
+
+@compute @workgroup_size(${WORKGROUP_SIZE})
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let neuron = gid.x + gid.y * ${grid.rowStride}u;
+  if (neuron >= ${n}u) { return; }
+  var m = 0.0;
+  for (var t = 0u; t < ${spec.steps}u; t++) {
+    let i = t * ${n}u + neuron;
+    let u = ${f32(spec.tau)} * m + x[i];
+    let s = fire(u);
+    spikes[i] = s;
+${saveMembrane ? "    membrane[i] = u;" : ""}
+    // Hard reset, not detached: the backward differentiates through (1 - s).
+    m = u * (1.0 - s);
+  }
+}
+`,
+  };
+}
+
+/**
+ * Backward through time (SPEC §2): from the saved `membrane` and `grad_spikes` = dL/ds_t, writes
+ * `grad_x` = dL/dx_t. Bindings: membrane, grad_spikes, grad_x.
+ */
+export function lifBackwardKernel(spec: LifSpec): LifKernel {
+  const grid = gridFor(spec.neurons);
+  const n = spec.neurons;
+  return {
+    key: `lif_backward:${specKey(spec)}`,
+    workgroups: grid.workgroups,
+    wgsl: () => `
+@group(0) @binding(0) var<storage, read> membrane: array<f32>;
+@group(0) @binding(1) var<storage, read> grad_spikes: array<f32>;
+@group(0) @binding(2) var<storage, read_write> grad_x: array<f32>;
+${fireWGSL(spec)}
+${surrogateWGSL(spec.surrogate)}
+
+@compute @workgroup_size(${WORKGROUP_SIZE})
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let neuron = gid.x + gid.y * ${grid.rowStride}u;
+  if (neuron >= ${n}u) { return; }
+  // dL/dm_t, flowing from step t+1 back into step t; zero after the last step.
+  var grad_m = 0.0;
+  for (var k = 0u; k < ${spec.steps}u; k++) {
+    let i = (${spec.steps - 1}u - k) * ${n}u + neuron;
+    let u = membrane[i];
+    let s = fire(u);
+    let sg = surrogate_grad(u - ${f32(spec.threshold)});
+    let grad_u = grad_spikes[i] * sg + grad_m * ((1.0 - s) - u * sg);
+    grad_x[i] = grad_u;
+    grad_m = ${f32(spec.tau)} * grad_u;
+  }
+}
+`,
+  };
+}

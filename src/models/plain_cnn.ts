@@ -1,0 +1,83 @@
+/**
+ * The plain spiking CNN of the SML paper's Fig. 2, where surrogate-gradient training degrades with
+ * depth: conv3x3-BN-LIF layers 64 s1, 64 s2, 128 s2, then `depth` layers of 128 s1, adaptive average
+ * pool 2x2 and a linear classifier. Surrogate modules attach after any layer (positions count layers).
+ */
+import { flatten } from "../ops/elementwise.ts";
+import { adaptiveAvgPool2d } from "../ops/pool.ts";
+import { meanOverTime } from "../ops/time.ts";
+import { InitRng } from "../nn/init.ts";
+import { BatchNorm, Conv2d, Lif, Linear } from "../nn/layers.ts";
+import { Module, ModuleList } from "../nn/module.ts";
+import type { Tensor } from "../tensor/tensor.ts";
+import type { ModelOptions } from "./registry.ts";
+import { type Attached, attachSurrogates, type AttachmentTaps, foldTime, type ForwardResult } from "./attachment.ts";
+import { runUnits } from "./attachment.ts";
+import type { SurrogateModule } from "./surrogate_module.ts";
+
+class ConvBnLif extends Module {
+  readonly conv: Conv2d;
+  readonly bn: BatchNorm;
+
+  constructor(inChannels: number, outChannels: number, stride: number, rng: InitRng, readonly lif: Lif) {
+    super();
+    this.conv = this.child(0, new Conv2d(inChannels, outChannels, 3, stride, 1, rng));
+    this.bn = this.child(1, new BatchNorm(outChannels));
+  }
+
+  forward(x: Tensor, T: number): Tensor {
+    return this.lif.forward(this.bn.forward(this.conv.forward(x)), T);
+  }
+}
+
+export class PlainSpikingCnn extends Module {
+  T: number;
+  readonly layers = new ModuleList<ConvBnLif>();
+  readonly linear: Linear;
+  readonly attached?: Attached;
+  readonly config: Readonly<ModelOptions>;
+  useSurrogates = true;
+
+  constructor(options: ModelOptions) {
+    super();
+    this.config = { ...options };
+    if (!Number.isInteger(options.T) || options.T < 1) throw new Error(`plain cnn: T must be >= 1, got ${options.T}`);
+    this.T = options.T;
+    const seed = options.seed ?? 0;
+    const depth = options.depth ?? 0;
+    if (!Number.isInteger(depth) || depth < 0) throw new Error(`plain cnn: depth must be >= 0, got ${depth}`);
+    const [w1, w2, w3] = options.widths ?? [64, 64, 128];
+    const lif = new Lif(options.lif);
+    const plan: [number, number][] = [[w1, 1], [w2, 2], [w3, 2]];
+    for (let i = 0; i < depth; i++) plan.push([w3, 1]);
+    this.child("layers", this.layers);
+    let channels = options.inChannels ?? 3;
+    plan.forEach(([out, stride], i) => {
+      this.layers.add(new ConvBnLif(channels, out, stride, new InitRng(seed, `layers.${i}.0.weight`), lif));
+      channels = out;
+    });
+    this.linear = this.child("linear", new Linear(4 * channels, options.numClasses, new InitRng(seed, "linear")));
+    if (options.surrogate) {
+      const list = this.child("sb_layers", new ModuleList<SurrogateModule>());
+      const widths = this.layers.items.map((layer) => layer.conv.outChannels);
+      this.attached = attachSurrogates(list, options.surrogate, widths, options.numClasses, seed, "layer");
+    }
+  }
+
+  get blockCount(): number {
+    return this.layers.items.length;
+  }
+
+  get surrogates(): SurrogateModule[] {
+    return this.attached?.modules ?? [];
+  }
+
+  forward(input: Tensor, taps?: AttachmentTaps): ForwardResult {
+    const T = this.T;
+    const x = foldTime(input, T, this.layers.items[0].conv.inChannels, "plain cnn");
+    const units = this.layers.items.map((layer) => (h: Tensor) => layer.forward(h, T));
+    const run = runUnits(units, x, this.useSurrogates ? this.attached : undefined, T, taps);
+    const h = this.linear.forward(flatten(adaptiveAvgPool2d(run.output, 2)));
+    return { logits: meanOverTime(h, T), moduleLogits: run.moduleLogits };
+  }
+}

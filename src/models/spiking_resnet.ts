@@ -1,0 +1,187 @@
+/**
+ * Spiking ResNet-18/34/19 (SPEC §4) with optional SML surrogate modules after chosen blocks (SPEC §5).
+ * Activations are time-major folded: (T*B, C, H, W).
+ */
+import { add, flatten } from "../ops/elementwise.ts";
+import { adaptiveAvgPool2d } from "../ops/pool.ts";
+import { meanOverTime } from "../ops/time.ts";
+import type { LifOptions } from "../ops/lif.ts";
+import { InitRng } from "../nn/init.ts";
+import { BatchNorm, Conv2d, Lif, Linear } from "../nn/layers.ts";
+import { Module, ModuleList } from "../nn/module.ts";
+import type { Tensor } from "../tensor/tensor.ts";
+import type { SurrogateModule } from "./surrogate_module.ts";
+import {
+  type Attached,
+  attachSurrogates,
+  type AttachmentTaps,
+  foldTime,
+  type ForwardResult,
+  runUnits,
+  type SurrogateConfig,
+} from "./attachment.ts";
+
+export type { AttachmentTaps, ForwardResult, SurrogateConfig };
+
+export type ResNetArch = "resnet18" | "resnet34" | "resnet19";
+
+interface Stage {
+  channels: number;
+  blocks: number;
+  stride: number;
+}
+
+const STAGES: Record<ResNetArch, Stage[]> = {
+  resnet18: [
+    { channels: 64, blocks: 2, stride: 1 },
+    { channels: 128, blocks: 2, stride: 2 },
+    { channels: 256, blocks: 2, stride: 2 },
+    { channels: 512, blocks: 2, stride: 2 },
+  ],
+  resnet34: [
+    { channels: 64, blocks: 3, stride: 1 },
+    { channels: 128, blocks: 4, stride: 2 },
+    { channels: 256, blocks: 6, stride: 2 },
+    { channels: 512, blocks: 3, stride: 2 },
+  ],
+  resnet19: [
+    { channels: 128, blocks: 3, stride: 1 },
+    { channels: 256, blocks: 3, stride: 2 },
+    { channels: 512, blocks: 2, stride: 2 },
+  ],
+};
+
+export interface SpikingResNetConfig {
+  arch: ResNetArch;
+  numClasses: number;
+  /** Time steps. May change between training stages. */
+  T: number;
+  /** 3 for images, 2 for event streams (the event stem). */
+  inChannels?: number;
+  /** conv7x7 s2 stem and stride-2 first stage; default: more than 200 classes. */
+  imagenetStem?: boolean;
+  surrogate?: SurrogateConfig;
+  lif?: Omit<LifOptions, "T">;
+  /** Seed of the parameter initialisation. */
+  seed?: number;
+}
+
+export class BasicBlock extends Module {
+  readonly conv1: Conv2d;
+  readonly bn1: BatchNorm;
+  readonly conv2: Conv2d;
+  readonly bn2: BatchNorm;
+  readonly downsample?: ModuleList<Conv2d | BatchNorm>;
+  readonly lif1: Lif;
+  readonly lif2: Lif;
+
+  constructor(inChannels: number, outChannels: number, stride: number, seed: number, prefix: string, lif: Lif) {
+    super();
+    const rng = (name: string) => new InitRng(seed, `${prefix}${name}.weight`);
+    this.conv1 = this.child("conv1", new Conv2d(inChannels, outChannels, 3, stride, 1, rng("conv1")));
+    this.bn1 = this.child("bn1", new BatchNorm(outChannels));
+    this.conv2 = this.child("conv2", new Conv2d(outChannels, outChannels, 3, 1, 1, rng("conv2")));
+    this.bn2 = this.child("bn2", new BatchNorm(outChannels));
+    if (stride !== 1 || inChannels !== outChannels) {
+      this.downsample = this.child("downsample", new ModuleList<Conv2d | BatchNorm>());
+      this.downsample.add(new Conv2d(inChannels, outChannels, 1, stride, 0, rng("downsample.0")));
+      this.downsample.add(new BatchNorm(outChannels));
+    }
+    this.lif1 = lif;
+    this.lif2 = lif;
+  }
+
+  forward(x: Tensor, T: number): Tensor {
+    const h = this.lif1.forward(this.bn1.forward(this.conv1.forward(x)), T);
+    const main = this.bn2.forward(this.conv2.forward(h));
+    let shortcut = x;
+    if (this.downsample) {
+      const [conv, bn] = this.downsample.items as [Conv2d, BatchNorm];
+      shortcut = bn.forward(conv.forward(x));
+    }
+    return this.lif2.forward(add(main, shortcut), T);
+  }
+}
+
+export class SpikingResNet extends Module {
+  readonly config: Readonly<SpikingResNetConfig>;
+  T: number;
+  readonly conv1: Conv2d;
+  readonly bn1: BatchNorm;
+  readonly blocks: BasicBlock[] = [];
+  readonly linear: Linear;
+  readonly linear2?: Linear;
+  readonly attached?: Attached;
+  readonly lif: Lif;
+  /** Run the surrogate modules in forward (training); false drops them (inference). */
+  useSurrogates = true;
+
+  constructor(config: SpikingResNetConfig) {
+    super();
+    this.config = { ...config };
+    const seed = config.seed ?? 0;
+    if (!Number.isInteger(config.T) || config.T < 1) throw new Error(`spiking resnet: T must be >= 1, got ${config.T}`);
+    this.T = config.T;
+    const stages = STAGES[config.arch];
+    if (!stages) {
+      throw new Error(`spiking resnet: unknown architecture ${config.arch}; known: ${Object.keys(STAGES).join(", ")}`);
+    }
+    const imagenet = config.imagenetStem ?? config.numClasses > 200;
+    const inChannels = config.inChannels ?? 3;
+    this.lif = new Lif(config.lif);
+    const rng = (name: string) => new InitRng(seed, name);
+    this.conv1 = this.child(
+      "conv1",
+      imagenet
+        ? new Conv2d(inChannels, 64, 7, 2, 3, rng("conv1.weight"))
+        : new Conv2d(inChannels, 64, 3, 1, 1, rng("conv1.weight")),
+    );
+    this.bn1 = this.child("bn1", new BatchNorm(64));
+    let channels = 64;
+    stages.forEach((stage, s) => {
+      const layer = this.child(`layer${s + 1}`, new ModuleList<BasicBlock>());
+      for (let i = 0; i < stage.blocks; i++) {
+        const stride = i === 0 ? (s === 0 && imagenet ? 2 : stage.stride) : 1;
+        const prefix = `layer${s + 1}.${i}.`;
+        this.blocks.push(layer.add(new BasicBlock(channels, stage.channels, stride, seed, prefix, this.lif)));
+        channels = stage.channels;
+      }
+    });
+    if (config.arch === "resnet19") {
+      this.linear = this.child("linear", new Linear(512, 256, rng("linear")));
+      this.linear2 = this.child("linear2", new Linear(256, config.numClasses, rng("linear2")));
+    } else {
+      this.linear = this.child("linear", new Linear(512, config.numClasses, rng("linear")));
+    }
+    if (config.surrogate) {
+      const list = this.child("sb_layers", new ModuleList<SurrogateModule>());
+      const channels = this.blocks.map((block) => block.conv2.outChannels);
+      this.attached = attachSurrogates(list, config.surrogate, channels, config.numClasses, seed, "block");
+    }
+  }
+
+  /** Total number of BasicBlocks (the limit for surrogate positions). */
+  get blockCount(): number {
+    return this.blocks.length;
+  }
+
+  /**
+   * `input` is a static batch (B, C, H, W), repeated over T, or an event batch (T, B, C, H, W).
+   * Returns SNN logits and, when surrogates are in use, each module's logits.
+   */
+  get surrogates(): SurrogateModule[] {
+    return this.attached?.modules ?? [];
+  }
+
+  forward(input: Tensor, taps?: AttachmentTaps): ForwardResult {
+    const T = this.T;
+    let x = foldTime(input, T, this.conv1.inChannels, this.config.arch);
+    x = this.lif.forward(this.bn1.forward(this.conv1.forward(x)), T);
+    const units = this.blocks.map((block) => (h: Tensor) => block.forward(h, T));
+    const run = runUnits(units, x, this.useSurrogates ? this.attached : undefined, T, taps);
+    let h = flatten(adaptiveAvgPool2d(run.output, 1));
+    h = this.linear.forward(h);
+    if (this.linear2) h = this.linear2.forward(this.lif.forward(h, T));
+    return { logits: meanOverTime(h, T), moduleLogits: run.moduleLogits };
+  }
+}

@@ -1,0 +1,82 @@
+/** The layers spiking ResNets and surrogate modules are built from, with SPEC §3 initialisation. */
+import { batchNorm } from "../ops/batch_norm.ts";
+import { conv2d } from "../ops/conv2d.ts";
+import { linear } from "../ops/linear.ts";
+import { lif, type LifOptions } from "../ops/lif.ts";
+import type { Tensor } from "../tensor/tensor.ts";
+import { constant, type InitRng, kaimingNormalFanOut, uniformFanIn } from "./init.ts";
+import { type Counter, Module } from "./module.ts";
+
+/** Convolution without bias (none anywhere in the backbone or surrogate modules). */
+export class Conv2d extends Module {
+  readonly weight: Tensor;
+
+  constructor(
+    readonly inChannels: number,
+    readonly outChannels: number,
+    readonly kernelSize: number,
+    readonly stride: number,
+    readonly padding: number,
+    rng: InitRng,
+  ) {
+    super();
+    const shape = [outChannels, inChannels, kernelSize, kernelSize];
+    this.weight = this.parameter("weight", kaimingNormalFanOut(rng, shape), shape);
+  }
+
+  forward(x: Tensor): Tensor {
+    return conv2d(x, this.weight, { stride: this.stride, padding: this.padding });
+  }
+}
+
+/** BatchNorm2d or BatchNorm1d (the op handles both layouts). */
+export class BatchNorm extends Module {
+  readonly weight: Tensor;
+  readonly bias: Tensor;
+  readonly runningMean: Tensor;
+  readonly runningVar: Tensor;
+  readonly batchesTracked: Counter;
+
+  constructor(readonly channels: number, readonly momentum = 0.1, readonly eps = 1e-5) {
+    super();
+    this.weight = this.parameter("weight", constant(channels, 1), [channels]);
+    this.bias = this.parameter("bias", constant(channels, 0), [channels]);
+    this.runningMean = this.buffer("running_mean", constant(channels, 0), [channels]);
+    this.runningVar = this.buffer("running_var", constant(channels, 1), [channels]);
+    this.batchesTracked = this.counter("num_batches_tracked");
+  }
+
+  forward(x: Tensor): Tensor {
+    if (this.training) this.batchesTracked.value++;
+    return batchNorm(x, this, { training: this.training, momentum: this.momentum, eps: this.eps });
+  }
+}
+
+export class Linear extends Module {
+  readonly weight: Tensor;
+  readonly bias: Tensor;
+
+  constructor(readonly inFeatures: number, readonly outFeatures: number, rng: InitRng) {
+    super();
+    this.weight = this.parameter("weight", uniformFanIn(rng, inFeatures * outFeatures, inFeatures), [
+      outFeatures,
+      inFeatures,
+    ]);
+    this.bias = this.parameter("bias", uniformFanIn(rng, outFeatures, inFeatures), [outFeatures]);
+  }
+
+  forward(x: Tensor): Tensor {
+    return linear(x, this.weight, this.bias);
+  }
+}
+
+/** Multi-step LIF neurons (SPEC §2); no parameters. T comes from the model at each call. */
+export class Lif extends Module {
+  constructor(readonly options: Omit<LifOptions, "T"> = {}) {
+    super();
+  }
+
+  forward(x: Tensor, T: number): Tensor {
+    return lif(x, { ...this.options, T });
+  }
+}
