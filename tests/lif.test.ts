@@ -79,11 +79,10 @@ function normals(count: number, seed: number): Float32Array {
  * L = sum(s * up). Neurons are independent, so one pair of forward runs perturbs x at step t for every
  * neuron at once, and each neuron's difference is read from its own outputs.
  *
- * Tolerance: the forward values are f32 (absolute error ~1e-7 each, a few ulps through exp), which the
+ * Accuracy: the forward values are f32 (absolute error ~1e-7 each, a few ulps through exp), which the
  * difference quotient divides by 2h; Richardson extrapolation of h and h/2 removes the O(h^2)
- * truncation term. With h = 2e-2 that leaves ~1e-5 absolute noise per gradient against gradients of
- * ~0.3 rms, so elements are judged at rtol 2e-3 with a floor of 2e-3 of the rms: tight enough that
- * dropping the reset term or the leak (errors of tens of percent) fails.
+ * truncation term. With h = 2e-2 the quotient agrees with the backward to ~3e-5 of the gradients' rms,
+ * well inside the ordinary GRADIENT tolerance, which dropping the reset term fails by 500x.
  */
 Deno.test("lif: the backward matches central finite differences of a smooth forward (reset included)", async () => {
   await setupGpu();
@@ -137,6 +136,6 @@ Deno.test("lif: the backward matches central finite differences of a smooth forw
     const fine = await differences(t, h / 2);
     for (let j = 0; j < neurons; j++) numeric[t * neurons + j] = (4 * fine[j] - coarse[j]) / 3;
   }
-  assertClose(analytic, numeric, { rtol: 2e-3, scaleFloor: 2e-3 }, "lif smooth-forward gradient");
+  assertClose(analytic, numeric, GRADIENT, "lif smooth-forward gradient");
   for (const t of [x, up]) t.dispose();
 });

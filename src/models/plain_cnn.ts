@@ -11,8 +11,14 @@ import { BatchNorm, Conv2d, Lif, Linear } from "../nn/layers.ts";
 import { Module, ModuleList } from "../nn/module.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import type { ModelOptions } from "./registry.ts";
-import { type Attached, attachSurrogates, type AttachmentTaps, foldTime, type ForwardResult } from "./attachment.ts";
-import { runUnits } from "./attachment.ts";
+import {
+  type Attached,
+  attachSurrogates,
+  type AttachmentTaps,
+  foldTime,
+  type ForwardResult,
+  runUnits,
+} from "./attachment.ts";
 import type { SurrogateModule } from "./surrogate_module.ts";
 
 class ConvBnLif extends Module {
