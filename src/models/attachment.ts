@@ -26,11 +26,15 @@ export interface ForwardResult {
 }
 
 /**
- * Hooks the gradient probe uses: each returns the tensor to continue with (an identity op whose
- * backward reports the gradient flowing through it).
+ * Hooks the gradient probe uses at chosen unit outputs: each returns the tensor to continue with (an
+ * identity op whose backward reports the gradient flowing through it).
  */
 export interface AttachmentTaps {
+  /** 0-based unit indices to tap; `index` below is a position in this list. */
+  units: readonly number[];
+  /** Where the SNN continues to the next unit. */
   snnPath(index: number, unitOutput: Tensor): Tensor;
+  /** Where a surrogate module attached at that unit reads it. */
   modulePath(index: number, unitOutput: Tensor): Tensor;
 }
 
@@ -120,10 +124,10 @@ export function runUnits(
   units.forEach((unit, u) => {
     x = unit(x);
     const m = attached ? attached.units.indexOf(u) : -1;
-    if (m < 0) return;
-    const moduleInput = taps ? taps.modulePath(m, x) : x;
-    if (taps) x = taps.snnPath(m, x);
-    moduleLogits.push(attached!.modules[m].forward(moduleInput, T));
+    const p = taps ? taps.units.indexOf(u) : -1;
+    const moduleInput = m >= 0 && p >= 0 ? taps!.modulePath(p, x) : x;
+    if (p >= 0) x = taps!.snnPath(p, x);
+    if (m >= 0) moduleLogits.push(attached!.modules[m].forward(moduleInput, T));
   });
   return { output: x, moduleLogits };
 }
