@@ -16,6 +16,8 @@ export interface ModelOptions {
   depth?: number;
   /** Channel widths of the `plain` network's first three layers (default 64, 64, 128). */
   widths?: readonly number[];
+  /** Stem width of a spiking ResNet; stages scale with it (default 64, the published network). */
+  width?: number;
 }
 
 export type SpikingModel = SpikingResNet | PlainSpikingCnn;

@@ -64,6 +64,11 @@ export interface SpikingResNetConfig {
   lif?: Omit<LifOptions, "T">;
   /** Seed of the parameter initialisation. */
   seed?: number;
+  /**
+   * Stem width; every stage scales with it (64 is the published network). Narrow networks serve tests
+   * and quick experiments.
+   */
+  width?: number;
 }
 
 export class BasicBlock extends Module {
@@ -122,10 +127,12 @@ export class SpikingResNet extends Module {
     const seed = config.seed ?? 0;
     if (!Number.isInteger(config.T) || config.T < 1) throw new Error(`spiking resnet: T must be >= 1, got ${config.T}`);
     this.T = config.T;
-    const stages = STAGES[config.arch];
-    if (!stages) {
+    if (!STAGES[config.arch]) {
       throw new Error(`spiking resnet: unknown architecture ${config.arch}; known: ${Object.keys(STAGES).join(", ")}`);
     }
+    const width = config.width ?? 64;
+    if (!Number.isInteger(width) || width < 1) throw new Error(`spiking resnet: width must be >= 1, got ${width}`);
+    const stages = STAGES[config.arch].map((s) => ({ ...s, channels: (s.channels * width) / 64 }));
     const imagenet = config.imagenetStem ?? config.numClasses > 200;
     const inChannels = config.inChannels ?? 3;
     this.lif = new Lif(config.lif);
@@ -133,11 +140,11 @@ export class SpikingResNet extends Module {
     this.conv1 = this.child(
       "conv1",
       imagenet
-        ? new Conv2d(inChannels, 64, 7, 2, 3, rng("conv1.weight"))
-        : new Conv2d(inChannels, 64, 3, 1, 1, rng("conv1.weight")),
+        ? new Conv2d(inChannels, width, 7, 2, 3, rng("conv1.weight"))
+        : new Conv2d(inChannels, width, 3, 1, 1, rng("conv1.weight")),
     );
-    this.bn1 = this.child("bn1", new BatchNorm(64));
-    let channels = 64;
+    this.bn1 = this.child("bn1", new BatchNorm(width));
+    let channels = width;
     stages.forEach((stage, s) => {
       const layer = this.child(`layer${s + 1}`, new ModuleList<BasicBlock>());
       for (let i = 0; i < stage.blocks; i++) {
@@ -148,10 +155,10 @@ export class SpikingResNet extends Module {
       }
     });
     if (config.arch === "resnet19") {
-      this.linear = this.child("linear", new Linear(512, 256, rng("linear")));
-      this.linear2 = this.child("linear2", new Linear(256, config.numClasses, rng("linear2")));
+      this.linear = this.child("linear", new Linear(channels, channels / 2, rng("linear")));
+      this.linear2 = this.child("linear2", new Linear(channels / 2, config.numClasses, rng("linear2")));
     } else {
-      this.linear = this.child("linear", new Linear(512, config.numClasses, rng("linear")));
+      this.linear = this.child("linear", new Linear(channels, config.numClasses, rng("linear")));
     }
     if (config.surrogate) {
       const list = this.child("sb_layers", new ModuleList<SurrogateModule>());

@@ -5,6 +5,7 @@
 import { flatten, leakyRelu } from "../ops/elementwise.ts";
 import { adaptiveAvgPool2d } from "../ops/pool.ts";
 import { meanOverTime } from "../ops/time.ts";
+import { withoutActivity } from "../nn/activity.ts";
 import { InitRng } from "../nn/init.ts";
 import { BatchNorm, Conv2d, Linear } from "../nn/layers.ts";
 import { Module, ModuleList } from "../nn/module.ts";
@@ -105,8 +106,10 @@ export class SurrogateModule extends Module {
   /** `spikes` is the block output (T*B, C, H, W); returns logits (B, K). */
   forward(spikes: Tensor, T: number): Tensor {
     const input = this.local ? spikes.view(spikes.shape, `${spikes.name}_detached`) : spikes;
-    let x = meanOverTime(input, T);
-    for (const unit of this.convs.items) x = unit.forward(x);
-    return this.prediction.forward(x);
+    return withoutActivity(() => {
+      let x = meanOverTime(input, T);
+      for (const unit of this.convs.items) x = unit.forward(x);
+      return this.prediction.forward(x);
+    });
   }
 }

@@ -4,6 +4,7 @@ import { conv2d } from "../ops/conv2d.ts";
 import { linear } from "../ops/linear.ts";
 import { lif, type LifOptions } from "../ops/lif.ts";
 import type { Tensor } from "../tensor/tensor.ts";
+import { recordActivity } from "./activity.ts";
 import { constant, type InitRng, kaimingNormalFanOut, uniformFanIn } from "./init.ts";
 import { type Counter, Module } from "./module.ts";
 
@@ -25,7 +26,9 @@ export class Conv2d extends Module {
   }
 
   forward(x: Tensor): Tensor {
-    return conv2d(x, this.weight, { stride: this.stride, padding: this.padding });
+    const y = conv2d(x, this.weight, { stride: this.stride, padding: this.padding });
+    recordActivity("synapse", "conv", x, this.outChannels * this.inChannels * this.kernelSize ** 2 * y.shape[2] * y.shape[3]);
+    return y;
   }
 }
 
@@ -66,6 +69,7 @@ export class Linear extends Module {
   }
 
   forward(x: Tensor): Tensor {
+    recordActivity("synapse", "linear", x, this.inFeatures * this.outFeatures);
     return linear(x, this.weight, this.bias);
   }
 }
@@ -77,6 +81,8 @@ export class Lif extends Module {
   }
 
   forward(x: Tensor, T: number): Tensor {
-    return lif(x, { ...this.options, T });
+    const spikes = lif(x, { ...this.options, T });
+    recordActivity("lif", "lif", spikes);
+    return spikes;
   }
 }

@@ -1,0 +1,117 @@
+/**
+ * Layer activity during a forward pass: the firing rate of every LIF call and, for every convolution
+ * and linear layer, the rate of its input and its multiply-accumulates, from which the synaptic
+ * operation count and the energy estimate SNN papers use are derived. Accumulated on the GPU; read once.
+ *
+ * Energy constants (45 nm CMOS, Horowitz 2014, as in most SNN papers): a 32-bit float MAC costs
+ * E_MAC = 4.6 pJ, an accumulate (a spike arriving at a synapse) E_AC = 0.9 pJ. A layer whose input is
+ * binary spikes performs rate x MACs accumulates per time step; a layer with analog input (the stem on
+ * images, a classifier after average pooling) performs full MACs.
+ */
+import { activityKernel } from "../../kernels/metrics.ts";
+import { dispatch } from "../gpu/kernels.ts";
+import { fill } from "../ops/elementwise.ts";
+import { untracked } from "../tensor/scope.ts";
+import type { Tensor } from "../tensor/tensor.ts";
+
+export const E_MAC_PJ = 4.6;
+export const E_AC_PJ = 0.9;
+
+const SLOT_WIDTH = 3;
+const MAX_SITES = 512;
+
+interface Site {
+  kind: "lif" | "synapse";
+  name: string;
+  /** Multiply-accumulates per sample per time step (synapse sites). */
+  macs: number;
+}
+
+export interface LayerActivity {
+  name: string;
+  kind: "lif" | "synapse";
+  /** Mean over recorded calls of the mean value: firing rate for spikes. */
+  rate: number;
+  /** True when every value seen was 0 or 1. */
+  binary: boolean;
+  macs: number;
+}
+
+export interface ActivityReport {
+  layers: LayerActivity[];
+  /** Per sample (image), all time steps. */
+  synapticOps: number;
+  macs: number;
+  energyMicrojoules: number;
+}
+
+/** Records activity while `run` is active; sites are numbered in call order, the same on every forward. */
+export class ActivityRecorder {
+  readonly #sites: Site[] = [];
+  #cursor = 0;
+  readonly #stats: Tensor;
+
+  constructor() {
+    this.#stats = untracked(() => fill([MAX_SITES * SLOT_WIDTH], 0, "activity_stats"));
+  }
+
+  run<T>(forward: () => T): T {
+    const previous = active;
+    active = this;
+    this.#cursor = 0;
+    try {
+      return forward();
+    } finally {
+      active = previous;
+    }
+  }
+
+  record(kind: Site["kind"], label: string, x: Tensor, macs: number): void {
+    const index = this.#cursor++;
+    if (index >= MAX_SITES) return;
+    this.#sites[index] ??= { kind, name: `${label}#${index}`, macs };
+    const kernel = activityKernel(x.size, index * SLOT_WIDTH);
+    dispatch(kernel, [x.buffer, this.#stats.buffer], [1]);
+  }
+
+  /** Reads the accumulated activity; `T` converts per-step operations to per-sample totals. */
+  async report(T: number): Promise<ActivityReport> {
+    const stats = await this.#stats.readFloat();
+    let synapticOps = 0;
+    let macs = 0;
+    const layers = this.#sites.map((site, i) => {
+      const calls = stats[i * SLOT_WIDTH + 1] || 1;
+      const rate = stats[i * SLOT_WIDTH] / calls;
+      const binary = stats[i * SLOT_WIDTH + 2] === 0;
+      if (site.kind === "synapse") {
+        if (binary) synapticOps += rate * site.macs * T;
+        else macs += site.macs * T;
+      }
+      return { name: site.name, kind: site.kind, rate, binary, macs: site.macs };
+    });
+    const energyMicrojoules = (macs * E_MAC_PJ + synapticOps * E_AC_PJ) * 1e-6;
+    return { layers, synapticOps, macs, energyMicrojoules };
+  }
+
+  dispose(): void {
+    this.#stats.dispose();
+  }
+}
+
+let active: ActivityRecorder | undefined;
+
+/** Runs `body` without recording (the surrogate modules, which are not part of the deployed SNN). */
+export function withoutActivity<T>(body: () => T): T {
+  const previous = active;
+  active = undefined;
+  try {
+    return body();
+  } finally {
+    active = previous;
+  }
+}
+
+/** Called by layers; does nothing unless a recorder is running. */
+export function recordActivity(kind: Site["kind"], label: string, x: Tensor, macs = 0): void {
+  active?.record(kind, label, x, macs);
+}
