@@ -59,6 +59,21 @@ fn main(@builtin(local_invocation_index) lane: u32) {
   };
 }
 
+/** `stats[slot] += value` for a constant (the batch size). Bindings: stats. */
+export function addConstantKernel(slot: number, value: number): Kernel {
+  return {
+    key: `metrics_constant:${slot}:${value}`,
+    wgsl: () => `
+@group(0) @binding(0) var<storage, read_write> stats: array<f32>;
+
+@compute @workgroup_size(1)
+fn main() {
+  stats[${slot}u] = stats[${slot}u] + ${f32(value)};
+}
+`,
+  };
+}
+
 /** `stats[slot] += scale * value[0]` (a batch-mean loss times the batch size). Bindings: value, stats. */
 export function addScalarKernel(slot: number, scale: number): Kernel {
   return {

@@ -8,6 +8,7 @@
  * binary spikes performs rate x MACs accumulates per time step; a layer with analog input (the stem on
  * images, a classifier after average pooling) performs full MACs.
  */
+import { fillKernel } from "../../kernels/elementwise.ts";
 import { activityKernel } from "../../kernels/metrics.ts";
 import { dispatch } from "../gpu/kernels.ts";
 import { fill } from "../ops/elementwise.ts";
@@ -91,6 +92,12 @@ export class ActivityRecorder {
     });
     const energyMicrojoules = (macs * E_MAC_PJ + synapticOps * E_AC_PJ) * 1e-6;
     return { layers, synapticOps, macs, energyMicrojoules };
+  }
+
+  /** Clears the accumulated statistics (the sites stay registered). */
+  reset(): void {
+    const kernel = fillKernel(this.#stats.size, 0);
+    dispatch(kernel, [this.#stats.buffer], kernel.workgroups);
   }
 
   dispose(): void {

@@ -1,0 +1,43 @@
+/** CIFAR-10/100 with the reference settings (SPEC §7): AdamW 0.01, wd 0.02, cosine over 300 epochs. */
+import type { RunConfig } from "../src/cli/config.ts";
+import type { Preset } from "./preset.ts";
+
+const reference: Partial<RunConfig> = {
+  width: 64,
+  T: 2,
+  batchSize: 256,
+  epochs: 300,
+  lr: 0.01,
+  optimizer: "adamw",
+  weightDecay: 0.02,
+  schedule: "cosine",
+  sbPlaces: [3, 3],
+  sbKernels: [[7, 5, 3]],
+  sbWidth: 256,
+  temperature: 3,
+  alpha: 0.5,
+  lambda: 0.9,
+  augment: ["standard", "cutout"],
+  workers: 2,
+  logEvery: 50,
+};
+
+export const cifar10ResNet18: Preset = {
+  description: "CIFAR-10, spiking ResNet-18 + 2 modules, T=2 (paper: 94.58%)",
+  config: { ...reference, dataset: "cifar10", model: "resnet18" },
+};
+
+export const cifar10ResNet19: Preset = {
+  description: "CIFAR-10, spiking ResNet-19 + 2 modules, T=2 (paper: 95.28%)",
+  config: { ...reference, dataset: "cifar10", model: "resnet19" },
+};
+
+export const cifar100ResNet18: Preset = {
+  description: "CIFAR-100, spiking ResNet-18 + 2 modules, T=2 (paper: 76.44%)",
+  config: { ...reference, dataset: "cifar100", model: "resnet18" },
+};
+
+export const cifar100ResNet19: Preset = {
+  description: "CIFAR-100, spiking ResNet-19 + 2 modules, T=2 (paper: 78.38%)",
+  config: { ...reference, dataset: "cifar100", model: "resnet19" },
+};

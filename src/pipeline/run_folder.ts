@@ -1,0 +1,135 @@
+/**
+ * The run folder users get: config.json, metrics.jsonl (one record per log step and per epoch),
+ * checkpoints/{latest,best}.ckpt and learning curves as SVG, re-rendered each epoch and by `report`.
+ */
+import { join } from "node:path";
+import { writeFileAtomic } from "../io/atomic.ts";
+import { lineChart, type Series } from "./plots.ts";
+
+export interface HeadMetrics {
+  loss: number;
+  hard: number;
+  soft: number;
+  /** Index 0: the SNN; then each surrogate module. Percentages. */
+  top1: number[];
+  top5: number[];
+}
+
+export interface StepRecord extends HeadMetrics {
+  type: "step";
+  epoch: number;
+  step: number;
+  lr: number;
+  imagesPerSecond: number;
+  /** Mean firing rate per LIF call site over the logged steps. */
+  firingRates: Record<string, number>;
+}
+
+export interface EpochRecord {
+  type: "epoch";
+  epoch: number;
+  step: number;
+  lr: number;
+  seconds: number;
+  train: HeadMetrics;
+  test: HeadMetrics | null;
+  firingRates: Record<string, number>;
+  /** Per test sample, all time steps, SNN only. */
+  synapticOps?: number;
+  macs?: number;
+  energyMicrojoules?: number;
+}
+
+export type MetricsRecord = StepRecord | EpochRecord;
+
+export class RunFolder {
+  constructor(readonly path: string) {}
+
+  static async create(path: string): Promise<RunFolder> {
+    try {
+      await Deno.mkdir(join(path, "checkpoints"), { recursive: true });
+      await Deno.mkdir(join(path, "plots"), { recursive: true });
+      // Fail now, not after an epoch of training, if the folder is not writable.
+      const probe = join(path, ".write-test");
+      await Deno.writeTextFile(probe, "");
+      await Deno.remove(probe);
+    } catch (error) {
+      throw new Error(`--output-dir: cannot write the run folder ${path}: ${(error as Error).message}`);
+    }
+    return new RunFolder(path);
+  }
+
+  get metricsPath(): string {
+    return join(this.path, "metrics.jsonl");
+  }
+
+  checkpointPath(which: "latest" | "best"): string {
+    return join(this.path, "checkpoints", `${which}.ckpt`);
+  }
+
+  async writeConfig(config: Record<string, unknown>): Promise<void> {
+    await writeFileAtomic(join(this.path, "config.json"), new TextEncoder().encode(JSON.stringify(config, null, 2) + "\n"));
+  }
+
+  async append(record: MetricsRecord): Promise<void> {
+    await Deno.writeTextFile(this.metricsPath, JSON.stringify(record) + "\n", { append: true });
+  }
+
+  async readRecords(): Promise<MetricsRecord[]> {
+    let text: string;
+    try {
+      text = await Deno.readTextFile(this.metricsPath);
+    } catch (error) {
+      throw new Error(`report: cannot read ${this.metricsPath}: ${(error as Error).message}`);
+    }
+    return text.split("\n").filter((line) => line.trim()).map((line, i) => {
+      try {
+        return JSON.parse(line) as MetricsRecord;
+      } catch {
+        throw new Error(`report: ${this.metricsPath} line ${i + 1} is not JSON`);
+      }
+    });
+  }
+
+  /** Renders loss, accuracy and firing-rate curves from the records; returns the files written. */
+  async writePlots(records: readonly MetricsRecord[]): Promise<string[]> {
+    const steps = records.filter((r): r is StepRecord => r.type === "step");
+    const epochs = records.filter((r): r is EpochRecord => r.type === "epoch");
+    const heads = Math.max(1, ...records.map((r) => (r.type === "step" ? r.top1 : r.train.top1).length));
+    const headName = (h: number) => (h === 0 ? "SNN" : `module ${h}`);
+    const charts: [string, string][] = [];
+    const loss: Series[] = [
+      { name: "train loss", points: steps.map((r) => [r.step, r.loss]) },
+      { name: "train hard", points: steps.map((r) => [r.step, r.hard]) },
+      { name: "train soft", points: steps.map((r) => [r.step, r.soft]) },
+      { name: "test loss", points: epochs.flatMap((r) => (r.test ? [[r.step, r.test.loss] as [number, number]] : [])) },
+    ];
+    charts.push(["loss.svg", lineChart(loss, { title: "Loss", xLabel: "step", yLabel: "loss" })]);
+    const accuracy: Series[] = [];
+    for (let h = 0; h < heads; h++) {
+      accuracy.push({
+        name: `test top-1 ${headName(h)}`,
+        points: epochs.flatMap((r) => (r.test ? [[r.epoch + 1, r.test.top1[h]] as [number, number]] : [])),
+      });
+    }
+    accuracy.push({ name: "train top-1 SNN", points: epochs.map((r) => [r.epoch + 1, r.train.top1[0]]) });
+    charts.push(["accuracy.svg", lineChart(accuracy, { title: "Top-1 accuracy", xLabel: "epoch", yLabel: "%" })]);
+    const sites = [...new Set(epochs.flatMap((r) => Object.keys(r.firingRates)))];
+    const rates: Series[] = sites.map((site) => ({
+      name: site,
+      points: epochs.flatMap((r) => (site in r.firingRates ? [[r.epoch + 1, r.firingRates[site]] as [number, number]] : [])),
+    }));
+    charts.push(["firing_rates.svg", lineChart(rates.slice(0, 8), {
+      title: "Test firing rate per LIF layer" + (rates.length > 8 ? " (first 8)" : ""),
+      xLabel: "epoch",
+      yLabel: "spikes per neuron per step",
+    })]);
+    const written: string[] = [];
+    for (const [name, svg] of charts) {
+      const path = join(this.path, "plots", name);
+      await writeFileAtomic(path, new TextEncoder().encode(svg));
+      written.push(path);
+    }
+    return written;
+  }
+}

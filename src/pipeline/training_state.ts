@@ -1,0 +1,99 @@
+/** A run's complete state to and from a checkpoint: weights, optimizer, schedule position, data order. */
+import { type Checkpoint, CHECKPOINT_FORMAT_VERSION, restoreArray, type StoredArray, storeArray } from "../io/checkpoint.ts";
+import type { NamedArray } from "../io/safetensors.ts";
+import { loadStateDict, stateDict } from "../io/state_dict.ts";
+import type { Module } from "../nn/module.ts";
+import type { Optimizer } from "../optim/optimizer.ts";
+
+export interface Progress {
+  /** Epoch in progress (0-based). */
+  epoch: number;
+  /** Optimizer steps taken so far in the whole run. */
+  step: number;
+  /** Batches of `epoch` already trained (0 at an epoch boundary). */
+  batchInEpoch: number;
+  bestAccuracy: number;
+}
+
+export interface StateSources {
+  modelName: string;
+  modelOptions: Record<string, unknown>;
+  model: Module;
+  optimizer: Optimizer;
+  config: Record<string, unknown>;
+  /** Seed of the data order and augmentation. */
+  seed: number;
+}
+
+export async function captureCheckpoint(sources: StateSources, progress: Progress): Promise<Checkpoint> {
+  const weights: Record<string, StoredArray> = {};
+  for (const [name, array] of await stateDict(sources.model)) {
+    weights[name] = storeArray(array.data as Float32Array | BigInt64Array, array.shape);
+  }
+  const opt = await sources.optimizer.exportState();
+  const slots: Record<string, StoredArray[]> = {};
+  for (const [slot, arrays] of Object.entries(opt.slots)) slots[slot] = arrays.map((a) => storeArray(a));
+  return {
+    formatVersion: CHECKPOINT_FORMAT_VERSION,
+    model: { name: sources.modelName, options: sources.modelOptions },
+    weights,
+    optimizer: { kind: opt.kind, step: opt.step, lr: opt.lr, hyper: opt.hyper, slots },
+    schedule: { epoch: progress.epoch },
+    epoch: progress.epoch,
+    step: progress.step,
+    rng: { seed: sources.seed, epoch: progress.epoch, batchInEpoch: progress.batchInEpoch },
+    bestAccuracy: progress.bestAccuracy,
+    config: sources.config,
+  };
+}
+
+/** Options that fix parameter shapes; a checkpoint must agree on all of them (T may differ: staged T). */
+const SHAPE_OPTIONS = ["numClasses", "inChannels", "imagenetStem", "surrogate", "depth", "widths", "width"];
+
+/**
+ * Restores weights and optimizer state into freshly built ones and returns where the run stands.
+ * The optimizer keeps this run's hyperparameters (a later training stage may change them). Errors name
+ * the checkpoint and what differs.
+ */
+export async function restoreCheckpoint(
+  checkpoint: Checkpoint,
+  sources: StateSources,
+  source: string,
+): Promise<Progress> {
+  if (checkpoint.model.name !== sources.modelName) {
+    throw new Error(`--resume: ${source} holds a ${checkpoint.model.name} model, this run builds ${sources.modelName}`);
+  }
+  for (const key of SHAPE_OPTIONS) {
+    const saved = JSON.stringify(checkpoint.model.options[key] ?? null);
+    const wanted = JSON.stringify(sources.modelOptions[key] ?? null);
+    if (saved !== wanted) {
+      throw new Error(`--resume: ${source} was trained with model option ${key}=${saved}, this run asks for ${wanted}`);
+    }
+  }
+  const arrays = new Map<string, NamedArray>();
+  for (const [name, stored] of Object.entries(checkpoint.weights)) {
+    const data = restoreArray(stored, `${source}: ${name}`);
+    arrays.set(name, {
+      dtype: stored.dtype === "i64" ? "I64" : "F32",
+      shape: stored.shape,
+      data: data as Float32Array | BigInt64Array,
+    });
+  }
+  loadStateDict(sources.model, arrays, { source });
+  if (checkpoint.optimizer) {
+    const { kind, step, lr, slots } = checkpoint.optimizer;
+    const { hyper } = await sources.optimizer.exportState();
+    const restored: Record<string, Float32Array[]> = {};
+    for (const [slot, arraysOfSlot] of Object.entries(slots)) {
+      restored[slot] = arraysOfSlot.map((a, i) => restoreArray(a, `${source}: optimizer ${slot}[${i}]`) as Float32Array);
+    }
+    sources.optimizer.importState({ kind, step, lr, hyper, slots: restored });
+  }
+  const rng = checkpoint.rng as { batchInEpoch?: number } | null;
+  return {
+    epoch: checkpoint.epoch,
+    step: checkpoint.step,
+    batchInEpoch: rng?.batchInEpoch ?? 0,
+    bestAccuracy: checkpoint.bestAccuracy,
+  };
+}
