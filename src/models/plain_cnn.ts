@@ -78,6 +78,11 @@ export class PlainSpikingCnn extends Module {
     return this.attached?.modules ?? [];
   }
 
+  /** 0-based unit indices the modules attach after. */
+  get attachments(): number[] {
+    return this.attached?.units ?? [];
+  }
+
   forward(input: Tensor, taps?: AttachmentTaps): ForwardResult {
     const T = this.T;
     const x = foldTime(input, T, this.layers.items[0].conv.inChannels, "plain cnn");

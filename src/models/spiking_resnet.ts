@@ -180,6 +180,11 @@ export class SpikingResNet extends Module {
     return this.attached?.modules ?? [];
   }
 
+  /** 0-based unit indices the modules attach after. */
+  get attachments(): number[] {
+    return this.attached?.units ?? [];
+  }
+
   forward(input: Tensor, taps?: AttachmentTaps): ForwardResult {
     const T = this.T;
     let x = foldTime(input, T, this.conv1.inChannels, this.config.arch);

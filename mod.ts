@@ -1,0 +1,81 @@
+/**
+ * spikegpu: spiking neural networks trained with Surrogate Module Learning (SML, ICML 2023), every
+ * tensor op a WGSL kernel on WebGPU. Import this file by URL from a Deno script.
+ *
+ * @module
+ */
+
+// GPU runtime
+/** Acquire the process-wide WebGPU adapter and device; call once before creating tensors. */
+export { describeAdapter, gpu, initGpu } from "./src/gpu/device.ts";
+export type { AdapterDescription, Gpu, GpuOptions } from "./src/gpu/device.ts";
+/** Buffer-pool statistics (bytes in use, peak) and submission control. */
+export { poolStats, resetPeak, trimPool } from "./src/gpu/pool.ts";
+export { flush, synchronize } from "./src/gpu/kernels.ts";
+
+// Tensors and autograd
+/** A GPU tensor: shape, dtype, upload (`fromData`), readback (`read`), `dispose`. */
+export { Tensor } from "./src/tensor/tensor.ts";
+export type { DType, TensorData } from "./src/tensor/tensor.ts";
+/** Scopes free a step's intermediates at once; a Tape also records gradients for `backward`. */
+export { Scope, untracked } from "./src/tensor/scope.ts";
+export { noGrad, Tape } from "./src/tensor/tape.ts";
+
+// Differentiable ops
+export { add, fill, flatten, leakyRelu, reshape, scale, zeros } from "./src/ops/elementwise.ts";
+export { conv2d } from "./src/ops/conv2d.ts";
+export { batchNorm } from "./src/ops/batch_norm.ts";
+export { linear } from "./src/ops/linear.ts";
+export { lif } from "./src/ops/lif.ts";
+export type { LifOptions, Surrogate } from "./src/ops/lif.ts";
+export { adaptiveAvgPool2d } from "./src/ops/pool.ts";
+export { expandTime, meanOverTime } from "./src/ops/time.ts";
+export { crossEntropy, temperatureKl, weightedSum } from "./src/ops/loss.ts";
+
+// Layers and models
+export { Module, ModuleList } from "./src/nn/module.ts";
+export { BatchNorm, Conv2d, Lif, Linear } from "./src/nn/layers.ts";
+/** Firing rates, synaptic operations and the energy estimate of a forward pass. */
+export { ActivityRecorder, E_AC_PJ, E_MAC_PJ } from "./src/nn/activity.ts";
+/** Build "resnet18", "resnet34", "resnet19" or "plain" by name, with surrogate module options. */
+export { createModel, MODEL_NAMES } from "./src/models/registry.ts";
+export type { ModelOptions, SpikingModel } from "./src/models/registry.ts";
+export { SpikingResNet } from "./src/models/spiking_resnet.ts";
+export { PlainSpikingCnn } from "./src/models/plain_cnn.ts";
+export { SurrogateModule } from "./src/models/surrogate_module.ts";
+export type { AttachmentTaps, ForwardResult, SurrogateConfig } from "./src/models/attachment.ts";
+
+// SML
+/** The SML loss (SPEC §6): hard cross-entropy and soft mutual KL parts. */
+export { SML_DEFAULTS, smlLoss } from "./src/sml/loss.ts";
+export type { SmlLoss, SmlLossOptions } from "./src/sml/loss.ts";
+/** Gradient through the SNN vs through the surrogate module at each attachment point. */
+export { formatProbeReport, probeGradients } from "./src/sml/gradient_probe.ts";
+
+// Optimisation
+export { createOptimizer } from "./src/optim/optimizer.ts";
+export type { Optimizer, OptimizerOptions, OptimizerState } from "./src/optim/optimizer.ts";
+export { SGD } from "./src/optim/sgd.ts";
+export { Adam, AdamW } from "./src/optim/adam.ts";
+export { learningRateAt } from "./src/optim/schedule.ts";
+export type { ScheduleOptions } from "./src/optim/schedule.ts";
+
+// Weights and checkpoints
+/** Reference-named safetensors (../shared/reference key names). */
+export { loadSafetensors, loadStateDict, saveSafetensors, stateDict } from "./src/io/state_dict.ts";
+export { encodeSafetensors, parseSafetensors, readSafetensors } from "./src/io/safetensors.ts";
+export { readCheckpoint, writeCheckpoint } from "./src/io/checkpoint.ts";
+export type { Checkpoint } from "./src/io/checkpoint.ts";
+
+// Pipeline stages
+/** The stages of a run, to compose or replace: source, train step, evaluation, loop, run folder. */
+export { compose } from "./src/pipeline/stage.ts";
+export type { BatchSource, Stage } from "./src/pipeline/stage.ts";
+export { evalStep, trainStep, upload } from "./src/pipeline/train_step.ts";
+export type { DeviceBatch, HostBatch, TrainStepContext } from "./src/pipeline/train_step.ts";
+export { MetricsAccumulator } from "./src/pipeline/metrics.ts";
+export { evaluate, runTraining } from "./src/pipeline/train_loop.ts";
+export type { LoopObserver, LoopOptions, TrainingRun } from "./src/pipeline/train_loop.ts";
+export { RunFolder } from "./src/pipeline/run_folder.ts";
+export { captureCheckpoint, restoreCheckpoint } from "./src/pipeline/training_state.ts";
+export { PRESETS } from "./pipelines/presets.ts";

@@ -1,0 +1,149 @@
+/**
+ * `deno task train`: flags -> run configuration -> data sources, model, optimizer -> the training loop
+ * (or evaluation, or the gradient probe). Every input problem stops with a message before any work.
+ */
+import { join } from "node:path";
+import { describeAdapter, initGpu } from "../gpu/device.ts";
+import { readCheckpoint } from "../io/checkpoint.ts";
+import { loadSafetensors, saveSafetensors } from "../io/state_dict.ts";
+import { createModel, type ModelOptions } from "../models/registry.ts";
+import { createOptimizer } from "../optim/optimizer.ts";
+import { RunFolder } from "../pipeline/run_folder.ts";
+import { openSources } from "../pipeline/sources.ts";
+import { evaluate, runTraining } from "../pipeline/train_loop.ts";
+import { restoreCheckpoint, type StateSources } from "../pipeline/training_state.ts";
+import { runProbe } from "./probe.ts";
+import { helpText, parseConfig, type RunConfig } from "./config.ts";
+import { ProgressPrinter } from "./progress.ts";
+
+/** The model options a configuration asks for, given the data's classes and channels. */
+export function modelOptionsFor(config: RunConfig, numClasses: number, inChannels: number): ModelOptions {
+  const options: ModelOptions = {
+    numClasses,
+    T: config.T,
+    inChannels,
+    seed: config.seed,
+    lif: { surrogate: config.surrogate },
+  };
+  if (config.model === "plain") {
+    options.depth = config.depth;
+    options.widths = [config.width, config.width, 2 * config.width];
+  } else {
+    options.width = config.width;
+  }
+  if (!config.noSb) {
+    options.surrogate = {
+      positions: config.sbPlaces,
+      kernels: config.sbKernels,
+      width: config.sbWidth,
+      local: config.sbLocal,
+    };
+  }
+  return options;
+}
+
+function defaultOutputDir(config: RunConfig): string {
+  const stamp = new Date().toISOString().replace(/[:.]/g, "-").slice(0, 19);
+  return join("runs", `${config.preset}-${config.model}${config.noSb ? "-nosb" : ""}-${stamp}`);
+}
+
+export async function main(args: string[]): Promise<number> {
+  const { config, help } = parseConfig(args);
+  if (help) {
+    console.log(helpText());
+    return 0;
+  }
+  const gpu = await initGpu({ requireF16: config.f16 });
+  console.log(`adapter: ${describeAdapter(gpu.adapter)}`);
+  const checkpoint = config.resume ? await readCheckpoint(config.resume) : null;
+  const { train, test, inChannels } = await openSources(config);
+  try {
+    const modelOptions = modelOptionsFor(config, train.numClasses, inChannels);
+    const model = createModel(config.model, modelOptions);
+    const optimizer = createOptimizer(config.optimizer, model.parameters(), {
+      lr: config.lr,
+      momentum: config.momentum,
+      weightDecay: config.weightDecay,
+    });
+    const state: StateSources = {
+      modelName: config.model,
+      modelOptions: modelOptions as unknown as Record<string, unknown>,
+      model,
+      optimizer,
+      config: config as unknown as Record<string, unknown>,
+      seed: config.seed,
+    };
+    let start = { epoch: 0, step: 0, batchInEpoch: 0, bestAccuracy: -1 };
+    if (checkpoint) {
+      start = await restoreCheckpoint(checkpoint, state, config.resume);
+      console.log(`resumed ${config.resume}: epoch ${start.epoch + 1}, step ${start.step}, T=${config.T}`);
+    }
+    if (config.initWeights) {
+      await loadSafetensors(config.initWeights, model, { allowMissingSurrogates: true });
+      console.log(`weights from ${config.initWeights}`);
+    }
+    const parameterCount = model.parameters().reduce((n, p) => n + p.size, 0);
+    console.log(
+      `model ${config.model} (${(parameterCount / 1e6).toFixed(2)} M parameters, T=${config.T}, ` +
+        `${model.surrogates.length} surrogate modules); data ${config.dataset}: ${train.length} train, ` +
+        `${test?.length ?? 0} test samples, ${train.numClasses} classes`,
+    );
+    const loss = { temperature: config.temperature, alpha: config.alpha, lambda: config.lambda };
+    if (config.probe) {
+      await runProbe(config, model, train);
+      return 0;
+    }
+    if (config.testOnly) {
+      if (!test) throw new Error(`--test-only: the ${config.dataset} data set has no test split here`);
+      const { metrics, activity } = await evaluate(model, test, loss);
+      console.log(JSON.stringify({ test: metrics, ...activity }, null, 2));
+      return 0;
+    }
+    const folder = await RunFolder.create(config.outputDir || defaultOutputDir(config));
+    await folder.writeConfig({ ...config, modelOptions });
+    console.log(`run folder ${folder.path}`);
+    const summary = await runTraining({
+      model,
+      optimizer,
+      train,
+      test,
+      folder,
+      state,
+      start,
+      observer: new ProgressPrinter(config.epochs),
+      options: {
+        epochs: config.epochs,
+        schedule: {
+          kind: config.schedule,
+          baseLr: config.lr,
+          epochs: config.cosTMax || config.epochs,
+          warmupEpochs: config.warmupEpochs,
+        },
+        loss,
+        logEvery: config.logEvery,
+        evalEvery: config.evalEvery,
+        checkpointEvery: config.checkpointEvery,
+        maxSteps: config.maxSteps,
+      },
+    });
+    if (config.exportWeights) {
+      await saveSafetensors(config.exportWeights, model);
+      console.log(`weights exported to ${config.exportWeights}`);
+    }
+    const best = summary.bestAccuracy >= 0 ? `, best test top-1 ${summary.bestAccuracy.toFixed(2)}%` : "";
+    console.log(`done: ${summary.epochs} epochs, ${summary.steps} steps${best}; run folder ${folder.path}`);
+    return 0;
+  } finally {
+    train.close();
+    test?.close();
+  }
+}
+
+if (import.meta.main) {
+  try {
+    Deno.exit(await main(Deno.args));
+  } catch (error) {
+    console.error(`error: ${(error as Error).message}`);
+    Deno.exit(1);
+  }
+}
