@@ -39,7 +39,8 @@ function surrogateKey(s: SurrogateSpec): string {
 
 function specKey(spec: LifSpec): string {
   const smooth = spec.smoothForward ? ":smooth" : "";
-  return `${spec.neurons}:${spec.steps}:${spec.tau}:${spec.threshold}:${surrogateKey(spec.surrogate)}${smooth}`;
+  const surrogate = surrogateKey(spec.surrogate);
+  return `${spec.neurons}:${spec.steps}:${spec.tau}:${spec.threshold}:${surrogate}${smooth}`;
 }
 
 /** WGSL `fn surrogate_grad(z: f32) -> f32`, the derivative the backward uses in place of dH/dz. */

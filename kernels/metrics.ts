@@ -42,10 +42,10 @@ fn main(@builtin(local_invocation_index) lane: u32) {
   var hits = vec2f(0.0);
   for (var b = lane; b < ${batch}u; b = b + ${THREADS}u) {
     let label = u32(clamp(labels[b], 0, ${classes - 1}));
-    let target = logits[b * ${classes}u + label];
+    let label_logit = logits[b * ${classes}u + label];
     var above = 0u;
     for (var k = 0u; k < ${classes}u; k = k + 1u) {
-      if (logits[b * ${classes}u + k] > target) { above = above + 1u; }
+      if (logits[b * ${classes}u + k] > label_logit) { above = above + 1u; }
     }
     hits = hits + vec2f(select(0.0, 1.0, above < 1u), select(0.0, 1.0, above < 5u));
   }

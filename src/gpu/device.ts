@@ -111,7 +111,8 @@ async function acquire(options: GpuOptions): Promise<Gpu> {
   });
   device.addEventListener("uncapturederror", (event) => {
     const error = (event as GPUUncapturedErrorEvent).error;
-    const oom = error instanceof GPUOutOfMemoryError;
+    // Not every runtime defines the GPUOutOfMemoryError class; its name is enough.
+    const oom = error?.constructor?.name === "GPUOutOfMemoryError";
     failure ??= new Error(
       oom
         ? `spikegpu: GPU out of memory (${error.message}); try a smaller --batch-size`

@@ -51,7 +51,12 @@ export class BatchNorm extends Module {
 
   forward(x: Tensor): Tensor {
     if (this.training) this.batchesTracked.value++;
-    return batchNorm(x, this, { training: this.training, momentum: this.momentum, eps: this.eps });
+    const { weight, bias, runningMean, runningVar } = this;
+    return batchNorm(x, { weight, bias, runningMean, runningVar }, {
+      training: this.training,
+      momentum: this.momentum,
+      eps: this.eps,
+    });
   }
 }
 

@@ -1,0 +1,122 @@
+/** Batch normalisation with PyTorch's BatchNorm1d / BatchNorm2d semantics (SPEC §3). */
+import {
+  batchNormEvalStatsKernel,
+  batchNormGradInputKernel,
+  batchNormGradParamsKernel,
+  batchNormGradSumsKernel,
+  batchNormNormalizeKernel,
+  type BatchNormShape,
+  batchNormStatsKernel,
+  batchNormTrainStatsKernel,
+  reductionSplit,
+} from "../../kernels/batch_norm.ts";
+import { dispatch } from "../gpu/kernels.ts";
+import { currentTape, record } from "../tensor/tape.ts";
+import { Tensor } from "../tensor/tensor.ts";
+
+/** A batch norm's parameters and running statistics, each of shape (C). */
+export interface BatchNormState {
+  weight: Tensor;
+  bias: Tensor;
+  runningMean: Tensor;
+  runningVar: Tensor;
+}
+
+export interface BatchNormOptions {
+  /** Normalise with the batch's statistics and update the running ones; otherwise use the running ones. */
+  training: boolean;
+  /** Running-statistics momentum. Default 0.1. */
+  momentum?: number;
+  /** Added to the variance. Default 1e-5. */
+  eps?: number;
+}
+
+function shapeOf(x: Tensor, state: BatchNormState): BatchNormShape {
+  if (x.shape.length < 2 || x.dtype !== "f32" || x.size === 0) {
+    throw new Error(
+      `batchNorm: input ${x.name} is ${x.dtype} [${
+        x.shape.join(", ")
+      }], expected non-empty f32 (N, C) or (N, C, H, W)`,
+    );
+  }
+  const [batch, channels] = x.shape;
+  for (const [field, tensor] of Object.entries(state) as [string, Tensor][]) {
+    if (tensor.size !== channels || tensor.dtype !== "f32") {
+      throw new Error(
+        `batchNorm: ${field} ${tensor.name} is ${tensor.dtype} [${tensor.shape.join(", ")}], expected f32 ` +
+          `[${channels}] for input ${x.name} [${x.shape.join(", ")}]`,
+      );
+    }
+  }
+  return { batch, channels, spatial: x.size / (batch * channels) };
+}
+
+/**
+ * Normalises `x` per channel and applies the affine weight and bias. In training it uses the biased
+ * batch variance over (N, H, W) and updates `state.runningMean` / `state.runningVar` in place on the GPU
+ * (momentum, unbiased variance), as torch.nn.BatchNorm does; `num_batches_tracked` is the caller's.
+ * The backward gives gradients for x, weight and bias (through the batch statistics in training).
+ */
+export function batchNorm(x: Tensor, state: BatchNormState, options: BatchNormOptions): Tensor {
+  const shape = shapeOf(x, state);
+  const { channels: C } = shape;
+  const momentum = options.momentum ?? 0.1;
+  const eps = options.eps ?? 1e-5;
+  const { perChannel, partitions } = reductionSplit(shape);
+  if (options.training && perChannel < 2) {
+    throw new Error(
+      `batchNorm: input ${x.name} [${
+        x.shape.join(", ")
+      }] has ${perChannel} value per channel; training needs ` +
+        "more than 1 to estimate a variance (use a larger batch or evaluation mode)",
+    );
+  }
+  // Mean in [0, C), 1/sqrt(var + eps) in [C, 2C): the statistics this call normalised with.
+  const stats = Tensor.empty([2, C], { name: `${x.name}_bn_stats` });
+  if (options.training) {
+    const partials = Tensor.empty([C, partitions, 3], { name: `${x.name}_bn_partials` });
+    const reduce = batchNormStatsKernel(shape);
+    dispatch(reduce, [x.buffer, partials.buffer], reduce.workgroups);
+    const finish = batchNormTrainStatsKernel(shape, momentum, eps);
+    dispatch(
+      finish,
+      [partials.buffer, stats.buffer, state.runningMean.buffer, state.runningVar.buffer],
+      finish.workgroups,
+    );
+    partials.dispose();
+  } else {
+    const finish = batchNormEvalStatsKernel(C, eps);
+    dispatch(finish, [state.runningMean.buffer, state.runningVar.buffer, stats.buffer], finish.workgroups);
+  }
+  const y = Tensor.empty(x.shape, { name: `${x.name}_bn` });
+  const normalize = batchNormNormalizeKernel(shape);
+  dispatch(
+    normalize,
+    [x.buffer, stats.buffer, state.weight.buffer, state.bias.buffer, y.buffer],
+    normalize.workgroups,
+  );
+
+  const inputs = [x, state.weight, state.bias];
+  if (currentTape() === undefined || !inputs.some((t) => t.requiresGrad)) {
+    stats.dispose();
+    return y;
+  }
+  return record(y, inputs, (gradY) => {
+    const partials = Tensor.empty([C, partitions, 2], { name: `${x.name}_bn_grad_partials` });
+    const sums = batchNormGradSumsKernel(shape);
+    dispatch(sums, [gradY.buffer, x.buffer, stats.buffer, partials.buffer], sums.workgroups);
+    const gradWeight = Tensor.empty(state.weight.shape, { name: `${state.weight.name}_grad` });
+    const gradBias = Tensor.empty(state.bias.shape, { name: `${state.bias.name}_grad` });
+    const params = batchNormGradParamsKernel(shape);
+    dispatch(params, [partials.buffer, gradWeight.buffer, gradBias.buffer], params.workgroups);
+    partials.dispose();
+    if (!x.requiresGrad) return [null, gradWeight, gradBias];
+    const gradX = Tensor.empty(x.shape, { name: `${x.name}_grad` });
+    const input = batchNormGradInputKernel(shape, options.training);
+    const buffers = options.training
+      ? [gradY, x, stats, state.weight, gradWeight, gradBias, gradX]
+      : [gradY, stats, state.weight, gradX];
+    dispatch(input, buffers.map((t) => t.buffer), input.workgroups);
+    return [gradX, gradWeight, gradBias];
+  });
+}
