@@ -29,8 +29,8 @@ function rowReductions(threads: number): string {
   const tree = (combine: string) => `
   scratch[lane] = value;
   workgroupBarrier();
-  for (var half = ${threads / 2}u; half > 0u; half = half / 2u) {
-    if (lane < half) { scratch[lane] = ${combine}; }
+  for (var span = ${threads / 2}u; span > 0u; span = span / 2u) {
+    if (lane < span) { scratch[lane] = ${combine}; }
     workgroupBarrier();
   }
   let result = scratch[0];
@@ -39,10 +39,10 @@ function rowReductions(threads: number): string {
   return `
 var<workgroup> scratch: array<vec2f, ${threads}>;
 
-fn row_max(lane: u32, value: vec2f) -> vec2f {${tree("max(scratch[lane], scratch[lane + half])")}
+fn row_max(lane: u32, value: vec2f) -> vec2f {${tree("max(scratch[lane], scratch[lane + span])")}
 }
 
-fn row_sum(lane: u32, value: vec2f) -> vec2f {${tree("scratch[lane] + scratch[lane + half]")}
+fn row_sum(lane: u32, value: vec2f) -> vec2f {${tree("scratch[lane] + scratch[lane + span]")}
 }
 `;
 }
@@ -206,8 +206,8 @@ fn main(@builtin(local_invocation_id) lid: vec3u) {
   for (var i = lid.x; i < ${count}u; i += ${MEAN_THREADS}u) { sum += src[i * ${stride}u]; }
   partial[lid.x] = sum;
   workgroupBarrier();
-  for (var half = ${MEAN_THREADS / 2}u; half > 0u; half = half / 2u) {
-    if (lid.x < half) { partial[lid.x] += partial[lid.x + half]; }
+  for (var span = ${MEAN_THREADS / 2}u; span > 0u; span = span / 2u) {
+    if (lid.x < span) { partial[lid.x] += partial[lid.x + span]; }
     workgroupBarrier();
   }
   if (lid.x == 0u) { out[0] = partial[0] / ${f32(count)}; }

@@ -69,7 +69,9 @@ function checkTile(tile: MatmulTile): void {
     blockK < 1
   ) {
     throw new Error(
-      `matmul: tile ${JSON.stringify(tile)} is invalid: blockM/threadM and blockN/threadN must divide exactly ` +
+      `matmul: tile ${
+        JSON.stringify(tile)
+      } is invalid: blockM/threadM and blockN/threadN must divide exactly ` +
         "and give at most 256 threads",
     );
   }
@@ -79,7 +81,9 @@ function checkTile(tile: MatmulTile): void {
 export function matmulKernel(shape: MatmulShape): GridKernel {
   const { M, N, K, transA = false, transB = false, bias = false } = shape;
   for (const [name, value] of [["M", M], ["N", N], ["K", K]] as const) {
-    if (!Number.isInteger(value) || value < 1) throw new Error(`matmul: ${name} must be a positive integer, not ${value}`);
+    if (!Number.isInteger(value) || value < 1) {
+      throw new Error(`matmul: ${name} must be a positive integer, not ${value}`);
+    }
   }
   const tile = shape.tile ?? chooseMatmulTile(M, N);
   checkTile(tile);
@@ -90,7 +94,8 @@ export function matmulKernel(shape: MatmulShape): GridKernel {
   // One padding column keeps the transposing tile stores free of shared-memory bank conflicts.
   const strideA = blockM + 1;
   const strideB = blockN + 1;
-  const key = `matmul:${M}x${N}x${K}:${transA ? "T" : "N"}${transB ? "T" : "N"}:${bias ? "bias" : "nobias"}:` +
+  const key =
+    `matmul:${M}x${N}x${K}:${transA ? "T" : "N"}${transB ? "T" : "N"}:${bias ? "bias" : "nobias"}:` +
     `${blockM}x${blockN}x${blockK}:${threadM}x${threadN}`;
 
   // Consecutive threads load consecutive addresses of global memory, whichever way A and B are stored.
@@ -125,13 +130,18 @@ ${rows.flatMap((r) => cols.map((c) => `  var ${accName(r, c)} = 0.0;`)).join("\n
     for (var kk = 0u; kk < ${blockK}u; kk++) {
 ${rows.map((r) => `      let a${r} = tile_a[kk * ${strideA}u + ly + ${r * threadsY}u];`).join("\n")}
 ${cols.map((c) => `      let b${c} = tile_b[kk * ${strideB}u + lx + ${c * threadsX}u];`).join("\n")}
-${rows.flatMap((r) => cols.map((c) => `      ${accName(r, c)} = fma(a${r}, b${c}, ${accName(r, c)});`)).join("\n")}
+${
+    rows.flatMap((r) => cols.map((c) => `      ${accName(r, c)} = fma(a${r}, b${c}, ${accName(r, c)});`))
+      .join("\n")
+  }
     }
     workgroupBarrier();
   }
 ${
     rows.flatMap((r) =>
-      cols.map((c) => `  store(row0 + ly + ${r * threadsY}u, col0 + lx + ${c * threadsX}u, ${accName(r, c)});`)
+      cols.map((c) =>
+        `  store(row0 + ly + ${r * threadsY}u, col0 + lx + ${c * threadsX}u, ${accName(r, c)});`
+      )
     ).join("\n")
   }`;
 
@@ -198,9 +208,9 @@ fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: ve
   }
   partial[lid.y * ${COLUMN_TILE}u + lid.x] = sum;
   workgroupBarrier();
-  for (var half = ${ROW_LANES / 2}u; half > 0u; half = half / 2u) {
-    if (lid.y < half) {
-      partial[lid.y * ${COLUMN_TILE}u + lid.x] += partial[(lid.y + half) * ${COLUMN_TILE}u + lid.x];
+  for (var span = ${ROW_LANES / 2}u; span > 0u; span = span / 2u) {
+    if (lid.y < span) {
+      partial[lid.y * ${COLUMN_TILE}u + lid.x] += partial[(lid.y + span) * ${COLUMN_TILE}u + lid.x];
     }
     workgroupBarrier();
   }

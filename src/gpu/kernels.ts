@@ -3,6 +3,7 @@
  * which is submitted only when a result must leave the GPU (readback, upload) or the batch grows long.
  */
 import { gpu, throwIfGpuFailed } from "./device.ts";
+import { nextTimestampWrites, profileFull, profiling, resolveQueries } from "./profile.ts";
 
 /** A compute kernel specialised by its shape constants; equal keys must mean equal WGSL. */
 export interface Kernel {
@@ -20,6 +21,7 @@ let encoder: GPUCommandEncoder | undefined;
 let pass: GPUComputePassEncoder | undefined;
 let pendingDispatches = 0;
 let dispatchCount = 0;
+const pendingProfiles: Promise<void>[] = [];
 const freeUniforms: GPUBuffer[] = [];
 const pendingUniforms: GPUBuffer[] = [];
 
@@ -87,6 +89,13 @@ export function dispatch(
     entries.push({ binding: buffers.length, resource: { buffer } });
   }
   const bindGroup = device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+  if (profiling()) {
+    // One pass per dispatch so its timestamps measure this kernel alone.
+    if (profileFull()) flush();
+    if (pass) pass.end();
+    encoder ??= device.createCommandEncoder();
+    pass = encoder.beginComputePass({ timestampWrites: nextTimestampWrites(kernel.key) });
+  }
   const p = currentPass();
   p.setPipeline(pipeline);
   p.setBindGroup(0, bindGroup);
@@ -104,18 +113,21 @@ export function flush(): void {
   throwIfGpuFailed();
   if (!encoder) return;
   if (pass) pass.end();
+  const collect = resolveQueries(encoder);
   const commands = encoder.finish();
   pass = undefined;
   encoder = undefined;
   pendingDispatches = 0;
   gpu().device.queue.submit([commands]);
   freeUniforms.push(...pendingUniforms.splice(0));
+  if (collect) pendingProfiles.push(collect());
 }
 
 /** Waits for all submitted work; surfaces a lost device or GPU error instead of hanging. */
 export async function synchronize(): Promise<void> {
   flush();
   await gpu().device.queue.onSubmittedWorkDone();
+  await Promise.all(pendingProfiles.splice(0));
   throwIfGpuFailed();
 }
 

@@ -14,16 +14,22 @@ function checkShapes(x: Tensor, weight: Tensor, bias: Tensor | undefined): void 
   }
   if (weight.shape.length !== 2 || weight.shape[1] !== x.shape[1]) {
     throw new Error(
-      `spikegpu: linear: weight ${describe(weight)} must be (out, ${x.shape[1]}) to match input ${describe(x)}`,
+      `spikegpu: linear: weight ${describe(weight)} must be (out, ${x.shape[1]}) to match input ${
+        describe(x)
+      }`,
     );
   }
   if (bias && (bias.shape.length !== 1 || bias.shape[0] !== weight.shape[0])) {
     throw new Error(
-      `spikegpu: linear: bias ${describe(bias)} must be (${weight.shape[0]}) to match weight ${describe(weight)}`,
+      `spikegpu: linear: bias ${describe(bias)} must be (${weight.shape[0]}) to match weight ${
+        describe(weight)
+      }`,
     );
   }
   for (const t of [x, weight, bias]) {
-    if (t && t.dtype !== "f32") throw new Error(`spikegpu: linear: ${describe(t)} is ${t.dtype}, expected f32`);
+    if (t && t.dtype !== "f32") {
+      throw new Error(`spikegpu: linear: ${describe(t)} is ${t.dtype}, expected f32`);
+    }
   }
 }
 
@@ -34,7 +40,9 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
   const outFeatures = weight.shape[0];
   const out = Tensor.empty([rows, outFeatures], { name: "linear" });
   const forward = matmulKernel({ M: rows, N: outFeatures, K: inFeatures, transB: true, bias: !!bias });
-  const buffers = bias ? [x.buffer, weight.buffer, bias.buffer, out.buffer] : [x.buffer, weight.buffer, out.buffer];
+  const buffers = bias
+    ? [x.buffer, weight.buffer, bias.buffer, out.buffer]
+    : [x.buffer, weight.buffer, out.buffer];
   dispatch(forward, buffers, forward.workgroups);
 
   const inputs = bias ? [x, weight, bias] : [x, weight];

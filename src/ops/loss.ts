@@ -47,7 +47,9 @@ export function crossEntropy(logits: Tensor, labels: Tensor): Tensor {
   const [batch, classes] = checkLogits("crossEntropy", logits);
   if (labels.shape.length !== 1 || labels.shape[0] !== batch || labels.dtype !== "i32") {
     throw new Error(
-      `spikegpu: crossEntropy: labels ${describe(labels)} must be i32 (${batch}) to match logits ${describe(logits)}`,
+      `spikegpu: crossEntropy: labels ${describe(labels)} must be i32 (${batch}) to match logits ${
+        describe(logits)
+      }`,
     );
   }
   const stats = Tensor.empty([batch, CROSS_ENTROPY_STATS], { name: "cross_entropy_rows" });
@@ -57,7 +59,11 @@ export function crossEntropy(logits: Tensor, labels: Tensor): Tensor {
   return record(loss, [logits], (gradOut) => {
     const grad = Tensor.empty(logits.shape, { name: "cross_entropy_grad" });
     const backward = crossEntropyBackwardKernel(batch, classes);
-    dispatch(backward, [logits.buffer, labels.buffer, stats.buffer, gradOut.buffer, grad.buffer], backward.workgroups);
+    dispatch(
+      backward,
+      [logits.buffer, labels.buffer, stats.buffer, gradOut.buffer, grad.buffer],
+      backward.workgroups,
+    );
     return [grad];
   });
 }

@@ -1,5 +1,9 @@
 /** Adaptive average pooling (the ResNet head's 1x1 and the surrogate modules' 2x2), with its gradient. */
-import { type AdaptivePoolShape, adaptiveAvgPoolBackwardKernel, adaptiveAvgPoolForwardKernel } from "../../kernels/pool.ts";
+import {
+  adaptiveAvgPoolBackwardKernel,
+  adaptiveAvgPoolForwardKernel,
+  type AdaptivePoolShape,
+} from "../../kernels/pool.ts";
 import { dispatch } from "../gpu/kernels.ts";
 import { record } from "../tensor/tape.ts";
 import { Tensor } from "../tensor/tensor.ts";
@@ -11,16 +15,24 @@ import { Tensor } from "../tensor/tensor.ts";
 export function adaptiveAvgPool2d(x: Tensor, outputSize: number | [number, number]): Tensor {
   const [outHeight, outWidth] = typeof outputSize === "number" ? [outputSize, outputSize] : outputSize;
   if (x.shape.length !== 4) {
-    throw new Error(`spikegpu: adaptiveAvgPool2d: input ${x.name} [${x.shape.join(", ")}] must be (N, C, H, W)`);
+    throw new Error(
+      `spikegpu: adaptiveAvgPool2d: input ${x.name} [${x.shape.join(", ")}] must be (N, C, H, W)`,
+    );
   }
-  if (x.dtype !== "f32") throw new Error(`spikegpu: adaptiveAvgPool2d: input ${x.name} is ${x.dtype}, expected f32`);
+  if (x.dtype !== "f32") {
+    throw new Error(`spikegpu: adaptiveAvgPool2d: input ${x.name} is ${x.dtype}, expected f32`);
+  }
   const [n, c, height, width] = x.shape;
   if (height < 1 || width < 1) {
-    throw new Error(`spikegpu: adaptiveAvgPool2d: input ${x.name} [${x.shape.join(", ")}] has an empty plane`);
+    throw new Error(
+      `spikegpu: adaptiveAvgPool2d: input ${x.name} [${x.shape.join(", ")}] has an empty plane`,
+    );
   }
   for (const size of [outHeight, outWidth]) {
     if (!Number.isInteger(size) || size < 1) {
-      throw new Error(`spikegpu: adaptiveAvgPool2d: output size ${JSON.stringify(outputSize)} must be positive integers`);
+      throw new Error(
+        `spikegpu: adaptiveAvgPool2d: output size ${JSON.stringify(outputSize)} must be positive integers`,
+      );
     }
   }
   const shape: AdaptivePoolShape = { planes: n * c, height, width, outHeight, outWidth };

@@ -11,18 +11,32 @@ function checkSteps(op: string, x: Tensor, steps: number): void {
   if (!Number.isInteger(steps) || steps < 1) {
     throw new Error(`spikegpu: ${op}: T must be a positive integer, not ${steps}`);
   }
-  if (x.shape.length < 1) throw new Error(`spikegpu: ${op}: ${x.name} is a scalar; it needs a batch dimension`);
+  if (x.shape.length < 1) {
+    throw new Error(`spikegpu: ${op}: ${x.name} is a scalar; it needs a batch dimension`);
+  }
   if (x.dtype !== "f32") throw new Error(`spikegpu: ${op}: ${x.name} is ${x.dtype}, expected f32`);
 }
 
-function repeatOverTime(x: Tensor, steps: number, divisor: number, shape: readonly number[], name: string): Tensor {
+function repeatOverTime(
+  x: Tensor,
+  steps: number,
+  divisor: number,
+  shape: readonly number[],
+  name: string,
+): Tensor {
   const out = Tensor.empty(shape, { name });
   const kernel = repeatOverTimeKernel(x.size, steps, divisor);
   dispatch(kernel, [x.buffer, out.buffer], kernel.workgroups);
   return out;
 }
 
-function sumOverTime(x: Tensor, steps: number, divisor: number, shape: readonly number[], name: string): Tensor {
+function sumOverTime(
+  x: Tensor,
+  steps: number,
+  divisor: number,
+  shape: readonly number[],
+  name: string,
+): Tensor {
   const out = Tensor.empty(shape, { name });
   const kernel = sumOverTimeKernel(out.size, steps, divisor);
   dispatch(kernel, [x.buffer, out.buffer], kernel.workgroups);
@@ -42,7 +56,9 @@ export function meanOverTime(x: Tensor, T: number): Tensor {
   checkSteps("meanOverTime", x, T);
   if (x.shape[0] % T !== 0) {
     throw new Error(
-      `spikegpu: meanOverTime: ${x.name} [${x.shape.join(", ")}] has ${x.shape[0]} rows, not a multiple of T = ${T}`,
+      `spikegpu: meanOverTime: ${x.name} [${x.shape.join(", ")}] has ${
+        x.shape[0]
+      } rows, not a multiple of T = ${T}`,
     );
   }
   const shape = [x.shape[0] / T, ...x.shape.slice(1)];
