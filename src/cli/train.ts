@@ -4,6 +4,7 @@
  */
 import { join } from "node:path";
 import { describeAdapter, initGpu } from "../gpu/device.ts";
+import { synchronize } from "../gpu/kernels.ts";
 import { readCheckpoint } from "../io/checkpoint.ts";
 import { loadSafetensors, saveSafetensors } from "../io/state_dict.ts";
 import { createModel, type ModelOptions } from "../models/registry.ts";
@@ -140,10 +141,13 @@ export async function main(args: string[]): Promise<number> {
 }
 
 if (import.meta.main) {
+  let code = 1;
   try {
-    Deno.exit(await main(Deno.args));
+    code = await main(Deno.args);
   } catch (error) {
     console.error(`error: ${(error as Error).message}`);
-    Deno.exit(1);
   }
+  // Let recorded GPU work finish: wgpu aborts a process that exits while a submission still runs.
+  await synchronize().catch(() => {});
+  Deno.exit(code);
 }

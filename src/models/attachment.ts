@@ -50,7 +50,9 @@ export function foldTime(input: Tensor, T: number, inChannels: number, model: st
   } else if (input.shape.length === 4) {
     x = expandTime(input, T);
   } else {
-    throw new Error(`${model}: input must be (B, C, H, W) or (T, B, C, H, W), got [${input.shape.join(", ")}]`);
+    throw new Error(
+      `${model}: input must be (B, C, H, W) or (T, B, C, H, W), got [${input.shape.join(", ")}]`,
+    );
   }
   if (x.shape[1] !== inChannels) {
     throw new Error(`${model}: input has ${x.shape[1]} channels, the stem expects ${inChannels}`);

@@ -13,8 +13,8 @@ import type { Tensor } from "../tensor/tensor.ts";
 import type { ModelOptions } from "./registry.ts";
 import {
   type Attached,
-  attachSurrogates,
   type AttachmentTaps,
+  attachSurrogates,
   foldTime,
   type ForwardResult,
   runUnits,
@@ -47,7 +47,9 @@ export class PlainSpikingCnn extends Module {
   constructor(options: ModelOptions) {
     super();
     this.config = { ...options };
-    if (!Number.isInteger(options.T) || options.T < 1) throw new Error(`plain cnn: T must be >= 1, got ${options.T}`);
+    if (!Number.isInteger(options.T) || options.T < 1) {
+      throw new Error(`plain cnn: T must be >= 1, got ${options.T}`);
+    }
     this.T = options.T;
     const seed = options.seed ?? 0;
     const depth = options.depth ?? 0;
@@ -62,11 +64,20 @@ export class PlainSpikingCnn extends Module {
       this.layers.add(new ConvBnLif(channels, out, stride, new InitRng(seed, `layers.${i}.0.weight`), lif));
       channels = out;
     });
-    this.linear = this.child("linear", new Linear(4 * channels, options.numClasses, new InitRng(seed, "linear")));
+    this.linear = this.child(
+      "linear",
+      new Linear(4 * channels, options.numClasses, new InitRng(seed, "linear")),
+    );
     if (options.surrogate) {
       const list = this.child("sb_layers", new ModuleList<SurrogateModule>());
       const widths = this.layers.items.map((layer) => layer.conv.outChannels);
-      this.attached = attachSurrogates(list, options.surrogate, widths, options.numClasses, seed, "layer");
+      try {
+        this.attached = attachSurrogates(list, options.surrogate, widths, options.numClasses, seed, "layer");
+      } catch (error) {
+        // The backbone's buffers exist already: free them before reporting the bad option.
+        this.dispose();
+        throw error;
+      }
     }
   }
 

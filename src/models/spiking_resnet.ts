@@ -13,8 +13,8 @@ import type { Tensor } from "../tensor/tensor.ts";
 import type { SurrogateModule } from "./surrogate_module.ts";
 import {
   type Attached,
-  attachSurrogates,
   type AttachmentTaps,
+  attachSurrogates,
   foldTime,
   type ForwardResult,
   runUnits,
@@ -80,7 +80,14 @@ export class BasicBlock extends Module {
   readonly lif1: Lif;
   readonly lif2: Lif;
 
-  constructor(inChannels: number, outChannels: number, stride: number, seed: number, prefix: string, lif: Lif) {
+  constructor(
+    inChannels: number,
+    outChannels: number,
+    stride: number,
+    seed: number,
+    prefix: string,
+    lif: Lif,
+  ) {
     super();
     const rng = (name: string) => new InitRng(seed, `${prefix}${name}.weight`);
     this.conv1 = this.child("conv1", new Conv2d(inChannels, outChannels, 3, stride, 1, rng("conv1")));
@@ -125,13 +132,19 @@ export class SpikingResNet extends Module {
     super();
     this.config = { ...config };
     const seed = config.seed ?? 0;
-    if (!Number.isInteger(config.T) || config.T < 1) throw new Error(`spiking resnet: T must be >= 1, got ${config.T}`);
+    if (!Number.isInteger(config.T) || config.T < 1) {
+      throw new Error(`spiking resnet: T must be >= 1, got ${config.T}`);
+    }
     this.T = config.T;
     if (!STAGES[config.arch]) {
-      throw new Error(`spiking resnet: unknown architecture ${config.arch}; known: ${Object.keys(STAGES).join(", ")}`);
+      throw new Error(
+        `spiking resnet: unknown architecture ${config.arch}; known: ${Object.keys(STAGES).join(", ")}`,
+      );
     }
     const width = config.width ?? 64;
-    if (!Number.isInteger(width) || width < 1) throw new Error(`spiking resnet: width must be >= 1, got ${width}`);
+    if (!Number.isInteger(width) || width < 1) {
+      throw new Error(`spiking resnet: width must be >= 1, got ${width}`);
+    }
     const stages = STAGES[config.arch].map((s) => ({ ...s, channels: (s.channels * width) / 64 }));
     const imagenet = config.imagenetStem ?? config.numClasses > 200;
     const inChannels = config.inChannels ?? 3;
@@ -163,7 +176,13 @@ export class SpikingResNet extends Module {
     if (config.surrogate) {
       const list = this.child("sb_layers", new ModuleList<SurrogateModule>());
       const channels = this.blocks.map((block) => block.conv2.outChannels);
-      this.attached = attachSurrogates(list, config.surrogate, channels, config.numClasses, seed, "block");
+      try {
+        this.attached = attachSurrogates(list, config.surrogate, channels, config.numClasses, seed, "block");
+      } catch (error) {
+        // The backbone's buffers exist already: free them before reporting the bad option.
+        this.dispose();
+        throw error;
+      }
     }
   }
 

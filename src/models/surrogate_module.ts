@@ -100,7 +100,10 @@ export class SurrogateModule extends Module {
       this.convs.add(new ConvUnit(channels, width, k, rng(this.convs.items.length)));
       channels = width;
     }
-    this.prediction = this.child("prediction", new Prediction(width, options.numClasses, options.seed, options.prefix));
+    this.prediction = this.child(
+      "prediction",
+      new Prediction(width, options.numClasses, options.seed, options.prefix),
+    );
   }
 
   /** `spikes` is the block output (T*B, C, H, W); returns logits (B, K). */
