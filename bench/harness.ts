@@ -19,7 +19,13 @@ export interface Measurement {
   gbps?: number;
 }
 
-export async function measure(label: string, work: Work, run: () => void, runs = 5, warmup = 1): Promise<Measurement> {
+export async function measure(
+  label: string,
+  work: Work,
+  run: () => void,
+  runs = 5,
+  warmup = 1,
+): Promise<Measurement> {
   for (let i = 0; i < warmup; i++) run();
   await synchronize();
   const times: number[] = [];
@@ -43,7 +49,9 @@ export async function measure(label: string, work: Work, run: () => void, runs =
 export function printTable(title: string, rows: readonly Measurement[]): void {
   console.log(`\n${title}`);
   for (const row of rows) {
-    const rate = row.gflops !== undefined ? `${row.gflops.toFixed(2)} GFLOP/s` : `${row.gbps!.toFixed(2)} GB/s`;
+    const rate = row.gflops !== undefined
+      ? `${row.gflops.toFixed(2)} GFLOP/s`
+      : `${row.gbps!.toFixed(2)} GB/s`;
     console.log(`  ${row.label.padEnd(56)} ${row.medianMs.toFixed(2).padStart(9)} ms  ${rate}`);
   }
 }

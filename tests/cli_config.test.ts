@@ -12,7 +12,14 @@ Deno.test("config: no flags gives the embedded MNIST default with two surrogate 
 });
 
 Deno.test("config: a preset supplies defaults and explicit flags override them", () => {
-  const { config, explicit } = parseConfig(["--preset", "cifar10-resnet19", "--data-dir", "/data", "--T", "4"]);
+  const { config, explicit } = parseConfig([
+    "--preset",
+    "cifar10-resnet19",
+    "--data-dir",
+    "/data",
+    "--T",
+    "4",
+  ]);
   assert.equal(config.model, "resnet19");
   assert.equal(config.batchSize, PRESETS["cifar10-resnet19"].config.batchSize);
   assert.equal(config.T, 4);
@@ -49,7 +56,10 @@ const BAD: [string[], RegExp][] = [
   [["--dataset", "cifar10"], /--data-dir: the cifar10 data set needs its folder/],
   [["--test-only"], /--test-only: needs weights/],
   [["--warmup-epochs", "5", "--epochs", "3"], /--warmup-epochs: .*fewer than --epochs/],
-  [["--resume", "a.ckpt", "--init-weights", "b.safetensors"], /--init-weights: cannot be combined with --resume/],
+  [
+    ["--resume", "a.ckpt", "--init-weights", "b.safetensors"],
+    /--init-weights: cannot be combined with --resume/,
+  ],
   [["--sb-places", "3,3,3", "--sb-kernels", "753,753"], /--sb-kernels: .*one group or 3/],
 ];
 

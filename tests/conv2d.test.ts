@@ -1,9 +1,11 @@
 import assert from "node:assert/strict";
 import {
-  type ConvGeometry,
   conv2dForwardKernel,
   conv2dGradInputKernels,
   conv2dGradWeightKernel,
+  type ConvGeometry,
+  type DirectTile,
+  type DirectWeightTile,
   type GemmTile,
   outputSize,
 } from "../kernels/conv2d.ts";
@@ -74,21 +76,45 @@ Deno.test("conv2d: only the inputs that require grad get a gradient", async () =
   }
 });
 
+interface TilingCase {
+  pixels: GemmTile | DirectTile;
+  weights: GemmTile | DirectWeightTile;
+}
+
 /**
- * The op runs the default tiles, which exceed some GEMM dimensions of the fixtures; these tiles are small
- * enough that every GEMM of the large fixtures spans several tiles in M, N and K, and they cover each
- * loader layout (invocations fewer than, equal to, and more than the tile width; a tileK that is not a
- * multiple of the loader's row step; non-square register blocks).
+ * The op runs one default tiling per adapter, which exceeds some GEMM dimensions of the fixtures. These
+ * tilings are small enough that every GEMM of the large fixtures spans several tiles in M, N and K, they
+ * cover each GEMM loader layout (invocations fewer than, equal to, and more than the tile width; a tileK
+ * that is not a multiple of the loader's row step; non-square register blocks), and direct blocks that
+ * overhang the image edge and the channel count.
  */
-const SMALL_TILES: GemmTile[] = [
-  { tileM: 8, tileN: 8, tileK: 4, threadM: 2, threadN: 2 },
-  { tileM: 16, tileN: 8, tileK: 3, threadM: 1, threadN: 2 },
-  { tileM: 8, tileN: 32, tileK: 8, threadM: 4, threadN: 2 },
-  { tileM: 32, tileN: 16, tileK: 5, threadM: 8, threadN: 4 },
+const TILINGS: TilingCase[] = [
+  { kind: "gemm", tileM: 8, tileN: 8, tileK: 4, threadM: 2, threadN: 2 },
+  { kind: "gemm", tileM: 16, tileN: 8, tileK: 3, threadM: 1, threadN: 2 },
+  { kind: "gemm", tileM: 8, tileN: 32, tileK: 8, threadM: 4, threadN: 2 },
+  { kind: "gemm", tileM: 32, tileN: 16, tileK: 5, threadM: 8, threadN: 4 },
+].map((tile) => ({ pixels: tile as GemmTile, weights: tile as GemmTile }));
+TILINGS.push(
+  {
+    pixels: { kind: "direct", channels: 3, rows: 2, cols: 3, workgroup: 8 },
+    weights: { kind: "direct", outChannels: 5, inChannels: 3, rows: 3, cols: 2, workgroup: 4 },
+  },
+  {
+    pixels: { kind: "direct", channels: 5, rows: 4, cols: 1, workgroup: 16 },
+    weights: { kind: "direct", outChannels: 2, inChannels: 7, rows: 1, cols: 5, workgroup: 8 },
+  },
+);
+
+// Stride 3 (nine phases) under the GEMM tiling; the op tests cover it under the default direct tiling.
+const KERNEL_CASES: [string, TilingCase[]][] = [
+  ["large_s1", TILINGS],
+  ["large_s2", TILINGS],
+  ["k1_s2", TILINGS],
+  ["k3_s3_p2", TILINGS.slice(0, 1)],
 ];
 
-for (const name of ["large_s1", "large_s2", "k7_s2", "k1_s2"]) {
-  Deno.test(`conv2d kernels ${name}: every small tiling matches PyTorch`, async () => {
+for (const [name, tilings] of KERNEL_CASES) {
+  Deno.test(`conv2d kernels ${name}: each test tiling matches PyTorch`, async () => {
     await setupGpu();
     const f = await Fixture.load(`conv2d_${name}`);
     const [batch, cin, height, width] = f.shape("x");
@@ -98,19 +124,19 @@ for (const name of ["large_s1", "large_s2", "k7_s2", "k1_s2"]) {
     const x = f.tensor("x");
     const weight = f.tensor("weight");
     const up = f.tensor("up");
-    for (const tile of SMALL_TILES) {
-      const what = `${name} with tile ${JSON.stringify(tile)}`;
+    for (const { pixels, weights } of tilings) {
+      const what = `${name} with tiles ${JSON.stringify(pixels)} ${JSON.stringify(weights)}`;
       const out = Tensor.empty([batch, cout, ...outputSize(geometry)], { name: `out ${what}` });
-      const forward = conv2dForwardKernel(geometry, tile);
+      const forward = conv2dForwardKernel(geometry, pixels);
       dispatch(forward, [x.buffer, weight.buffer, out.buffer], forward.workgroups);
       await assertTensorClose(out, f, "out", FORWARD);
       const gradX = Tensor.empty(x.shape, { name: `grad_x ${what}` });
-      for (const k of conv2dGradInputKernels(geometry, tile)) {
+      for (const k of conv2dGradInputKernels(geometry, pixels)) {
         dispatch(k, [up.buffer, weight.buffer, gradX.buffer], k.workgroups);
       }
       await assertTensorClose(gradX, f, "grad_x", GRADIENT);
       const gradWeight = Tensor.empty(weight.shape, { name: `grad_weight ${what}` });
-      const gradWeightKernel = conv2dGradWeightKernel(geometry, tile);
+      const gradWeightKernel = conv2dGradWeightKernel(geometry, weights);
       dispatch(gradWeightKernel, [up.buffer, x.buffer, gradWeight.buffer], gradWeightKernel.workgroups);
       await assertTensorClose(gradWeight, f, "grad_weight", GRADIENT);
       for (const t of [out, gradX, gradWeight]) t.dispose();

@@ -21,7 +21,9 @@ export class Fixture {
 
   get(key: string): NamedArray {
     const array = this.arrays.get(key);
-    if (!array) throw new Error(`fixture ${this.name} has no ${key}; it has ${[...this.arrays.keys()].join(", ")}`);
+    if (!array) {
+      throw new Error(`fixture ${this.name} has no ${key}; it has ${[...this.arrays.keys()].join(", ")}`);
+    }
     return array;
   }
 
@@ -110,11 +112,15 @@ export async function assertTensorClose(
   key: string,
   tolerance: Tolerance,
 ): Promise<void> {
-  if (!tensor) throw new AssertionError({ message: `${fixture.name}/${key}: tensor is missing (no gradient?)` });
+  if (!tensor) {
+    throw new AssertionError({ message: `${fixture.name}/${key}: tensor is missing (no gradient?)` });
+  }
   const expectedShape = fixture.shape(key);
   if (tensor.size !== expectedShape.reduce((a, b) => a * b, 1)) {
     throw new AssertionError({
-      message: `${fixture.name}/${key}: shape [${tensor.shape.join(", ")}] vs expected [${expectedShape.join(", ")}]`,
+      message: `${fixture.name}/${key}: shape [${tensor.shape.join(", ")}] vs expected [${
+        expectedShape.join(", ")
+      }]`,
     });
   }
   assertClose(await tensor.readFloat(), fixture.floats(key), tolerance, `${fixture.name}/${key}`);
