@@ -1,0 +1,87 @@
+/**
+ * The GPU runtime's promises: oversize tensors are refused by name, buffers and pipelines are reused
+ * across identical steps, f16 round-trips where the adapter has it, and a lost device is an error.
+ */
+import assert from "node:assert/strict";
+import { gpu } from "../src/gpu/device.ts";
+import { compiledKernelCount, synchronize } from "../src/gpu/kernels.ts";
+import { poolStats } from "../src/gpu/pool.ts";
+import { add, leakyRelu } from "../src/ops/elementwise.ts";
+import { Tape } from "../src/tensor/tape.ts";
+import { Tensor } from "../src/tensor/tensor.ts";
+import { setupGpu } from "./helpers.ts";
+
+Deno.test("gpu: a tensor larger than the storage binding limit is refused with its name, size and the limit", async () => {
+  await setupGpu();
+  const limit = Math.min(gpu().maxStorageBindingBytes, gpu().maxBufferBytes);
+  const elements = Math.floor(limit / 4) + 1024;
+  assert.throws(
+    () => Tensor.empty([elements], { name: "huge_activation" }),
+    new RegExp(
+      `tensor huge_activation \\[${elements}\\] f32 needs \\d+ bytes, more than .*limit of ${limit} bytes`,
+    ),
+  );
+});
+
+Deno.test("gpu: a repeated step allocates no buffer and compiles no pipeline after the first", async () => {
+  await setupGpu();
+  const x = Tensor.fromData(Float32Array.from({ length: 300 }, (_, i) => i / 100 - 1), [3, 100], {
+    requiresGrad: true,
+  });
+  const step = () => {
+    const tape = new Tape();
+    const y = tape.run(() => add(leakyRelu(x), x));
+    tape.backward(y);
+    tape.dispose();
+    x.grad?.dispose();
+    x.grad = null;
+  };
+  step();
+  await synchronize();
+  const before = poolStats();
+  const kernels = compiledKernelCount();
+  for (let i = 0; i < 3; i++) step();
+  await synchronize();
+  const after = poolStats();
+  assert.equal(after.buffersCreated, before.buffersCreated);
+  assert.equal(after.bytesInUse, before.bytesInUse, "nothing leaks across steps");
+  assert.equal(compiledKernelCount(), kernels);
+  x.dispose();
+});
+
+Deno.test("gpu: f16 tensors upload and read back where the adapter has shader-f16", async () => {
+  await setupGpu();
+  if (!gpu().hasF16) {
+    assert.throws(() => Tensor.fromData(new Uint16Array(4), [4], { dtype: "f16" }), /no shader-f16/);
+    return;
+  }
+  const values = [0, 1, -2.5, 65504, 0.0001];
+  const t = Tensor.fromData(values, [5], { dtype: "f16" });
+  const back = await t.readFloat();
+  assert.deepEqual(Array.from(back.slice(0, 4)), [0, 1, -2.5, 65504]);
+  assert.ok(Math.abs(back[4] - 0.0001) < 1e-6);
+  t.dispose();
+});
+
+Deno.test("gpu: a lost device surfaces as an error naming it, not a hang", async () => {
+  const script = `
+    import { initGpu, gpu } from "${new URL("../src/gpu/device.ts", import.meta.url).href}";
+    import { synchronize } from "${new URL("../src/gpu/kernels.ts", import.meta.url).href}";
+    import { fill } from "${new URL("../src/ops/elementwise.ts", import.meta.url).href}";
+    await initGpu();
+    gpu().device.destroy();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    try {
+      fill([16], 1);
+      await synchronize();
+      console.log("no error");
+    } catch (error) {
+      console.log(error.message);
+    }`;
+  const { stdout } = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--ext=ts", script],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.match(new TextDecoder().decode(stdout), /GPU device lost .*restart it from the last checkpoint/);
+});
