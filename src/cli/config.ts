@@ -68,7 +68,11 @@ interface FlagSpec {
 
 /** Flag name -> config key, in --help order. */
 export const FLAGS: Record<string, FlagSpec> = {
-  "preset": { key: "preset", type: "string", help: `hyperparameter preset: ${Object.keys(PRESETS).join(", ")}` },
+  "preset": {
+    key: "preset",
+    type: "string",
+    help: `hyperparameter preset: ${Object.keys(PRESETS).join(", ")}`,
+  },
   "dataset": { key: "dataset", type: "string", help: DATASETS.join("|") },
   "data-dir": { key: "dataDir", type: "string", help: "data set root folder (not needed for mnist)" },
   "model": { key: "model", type: "string", help: MODEL_NAMES.join("|") },
@@ -84,10 +88,18 @@ export const FLAGS: Record<string, FlagSpec> = {
   "schedule": { key: "schedule", type: "string", help: "cosine|none (per epoch)" },
   "cos-T-max": { key: "cosTMax", type: "string", help: "cosine length in epochs (0: --epochs)" },
   "warmup-epochs": { key: "warmupEpochs", type: "string", help: "linear warm-up epochs" },
-  "sb-places": { key: "sbPlaces", type: "string", help: "surrogate module positions, incremental blocks: 3,3" },
+  "sb-places": {
+    key: "sbPlaces",
+    type: "string",
+    help: "surrogate module positions, incremental blocks: 3,3",
+  },
   "sb-kernels": { key: "sbKernels", type: "string", help: "kernels per module, digits of 7/5/3/1: 753,753" },
   "sb-width": { key: "sbWidth", type: "string", help: "surrogate module width k" },
-  "sb-local": { key: "sbLocal", type: "boolean", help: "detach the backbone at the modules (no shortcut gradient)" },
+  "sb-local": {
+    key: "sbLocal",
+    type: "boolean",
+    help: "detach the backbone at the modules (no shortcut gradient)",
+  },
   "no-sb": { key: "noSb", type: "boolean", help: "no surrogate modules: plain surrogate-gradient training" },
   "temperature": { key: "temperature", type: "string", help: "SML distillation temperature" },
   "alpha": { key: "alpha", type: "string", help: "SML weight of module cross-entropy" },
@@ -98,7 +110,11 @@ export const FLAGS: Record<string, FlagSpec> = {
   "prefetch": { key: "prefetch", type: "string", help: "batches prepared ahead" },
   "drop-last": { key: "dropLast", type: "boolean", help: "drop the last partial training batch" },
   "seed": { key: "seed", type: "string", help: "seed of initialisation, data order and augmentation" },
-  "output-dir": { key: "outputDir", type: "string", help: "run folder (config, metrics, checkpoints, plots)" },
+  "output-dir": {
+    key: "outputDir",
+    type: "string",
+    help: "run folder (config, metrics, checkpoints, plots)",
+  },
   "resume": { key: "resume", type: "string", help: "checkpoint to continue from (.ckpt)" },
   "init-weights": { key: "initWeights", type: "string", help: "start from reference-named .safetensors" },
   "export-weights": { key: "exportWeights", type: "string", help: "write .safetensors when training ends" },
@@ -106,9 +122,17 @@ export const FLAGS: Record<string, FlagSpec> = {
   "f16": { key: "f16", type: "boolean", help: "require shader-f16 (f16 storage where supported)" },
   "eval-every": { key: "evalEvery", type: "string", help: "evaluate every N epochs" },
   "log-every": { key: "logEvery", type: "string", help: "read metrics and log every N steps" },
-  "checkpoint-every": { key: "checkpointEvery", type: "string", help: "also checkpoint every N steps (0: epochs)" },
+  "checkpoint-every": {
+    key: "checkpointEvery",
+    type: "string",
+    help: "also checkpoint every N steps (0: epochs)",
+  },
   "max-steps": { key: "maxSteps", type: "string", help: "stop after N steps in total (0: no limit)" },
-  "train-limit": { key: "trainLimit", type: "string", help: "use only the first N training samples (0: all)" },
+  "train-limit": {
+    key: "trainLimit",
+    type: "string",
+    help: "use only the first N training samples (0: all)",
+  },
   "test-limit": { key: "testLimit", type: "string", help: "use only the first N test samples (0: all)" },
   "probe": { key: "probe", type: "boolean", help: "print the gradient-error probe on one batch and exit" },
 };
@@ -165,7 +189,9 @@ function fail(flag: string, value: unknown, expected: string): never {
 
 function integer(flag: string, text: string, min: number): number {
   const value = Number(text);
-  if (text.trim() === "" || !Number.isInteger(value) || value < min) fail(flag, text, `a whole number >= ${min}`);
+  if (text.trim() === "" || !Number.isInteger(value) || value < min) {
+    fail(flag, text, `a whole number >= ${min}`);
+  }
   return value;
 }
 
@@ -207,7 +233,9 @@ function convert(flag: string, text: string): unknown {
       return text.split(",").map((s) => integer(flag, s, 1));
     case "sb-kernels":
       return text.split(",").map((group) => {
-        if (!/^[7531]+$/.test(group.trim())) fail(flag, text, "comma-separated groups of the digits 7, 5, 3, 1");
+        if (!/^[7531]+$/.test(group.trim())) {
+          fail(flag, text, "comma-separated groups of the digits 7, 5, 3, 1");
+        }
         return [...group.trim()].map(Number);
       });
     case "T":
@@ -245,7 +273,9 @@ function convert(flag: string, text: string): unknown {
 }
 
 /** Parses argv into a validated config: preset defaults, then explicit flags. */
-export function parseConfig(args: string[]): { config: RunConfig; explicit: Set<keyof RunConfig>; help: boolean } {
+export function parseConfig(
+  args: string[],
+): { config: RunConfig; explicit: Set<keyof RunConfig>; help: boolean } {
   const options: Record<string, { type: "string" | "boolean" }> = { help: { type: "boolean" } };
   for (const [flag, spec] of Object.entries(FLAGS)) options[flag] = { type: spec.type };
   let parsed: ReturnType<typeof parseArgs>;
@@ -255,13 +285,17 @@ export function parseConfig(args: string[]): { config: RunConfig; explicit: Set<
     throw new Error(`train: ${(error as Error).message}; see --help for the flags`);
   }
   const values = parsed.values as Record<string, string | boolean | undefined>;
-  const presetName = typeof values.preset === "string" ? convert("preset", values.preset) as string : DEFAULTS.preset;
+  const presetName = typeof values.preset === "string"
+    ? convert("preset", values.preset) as string
+    : DEFAULTS.preset;
   const config: RunConfig = { ...DEFAULTS, ...PRESETS[presetName].config, preset: presetName };
   const explicit = new Set<keyof RunConfig>();
   for (const [flag, spec] of Object.entries(FLAGS)) {
     const value = values[flag];
     if (value === undefined) continue;
-    (config as unknown as Record<string, unknown>)[spec.key] = spec.type === "boolean" ? value : convert(flag, value as string);
+    (config as unknown as Record<string, unknown>)[spec.key] = spec.type === "boolean"
+      ? value
+      : convert(flag, value as string);
     explicit.add(spec.key);
   }
   validate(config);
@@ -277,13 +311,21 @@ export function validate(config: RunConfig): void {
     fail("warmup-epochs", config.warmupEpochs, `fewer than --epochs (${config.epochs})`);
   }
   if (config.testOnly && !config.resume && !config.initWeights) {
-    throw new Error("--test-only: needs weights to evaluate: give --resume <checkpoint> or --init-weights <file>");
+    throw new Error(
+      "--test-only: needs weights to evaluate: give --resume <checkpoint> or --init-weights <file>",
+    );
   }
   if (config.resume && config.initWeights) {
-    throw new Error("--init-weights: cannot be combined with --resume (the checkpoint already holds weights)");
+    throw new Error(
+      "--init-weights: cannot be combined with --resume (the checkpoint already holds weights)",
+    );
   }
   if (config.sbKernels.length !== 1 && config.sbKernels.length !== config.sbPlaces.length && !config.noSb) {
-    fail("sb-kernels", config.sbKernels.map((k) => k.join("")).join(","), `one group or ${config.sbPlaces.length} (one per --sb-places entry)`);
+    fail(
+      "sb-kernels",
+      config.sbKernels.map((k) => k.join("")).join(","),
+      `one group or ${config.sbPlaces.length} (one per --sb-places entry)`,
+    );
   }
 }
 
@@ -298,10 +340,14 @@ export function helpText(): string {
     const value = DEFAULTS[spec.key];
     const shown = Array.isArray(value)
       ? value.map((v) => (Array.isArray(v) ? v.join("") : v)).join(",")
-      : value === "" ? "-" : String(value);
+      : value === ""
+      ? "-"
+      : String(value);
     lines.push(`  --${flag.padEnd(18)} ${spec.help} (default ${spec.type === "boolean" ? "off" : shown})`);
   }
   lines.push("", "Presets set defaults for a data set and model (explicit flags win):");
-  for (const [name, preset] of Object.entries(PRESETS)) lines.push(`  ${name.padEnd(22)} ${preset.description}`);
+  for (const [name, preset] of Object.entries(PRESETS)) {
+    lines.push(`  ${name.padEnd(22)} ${preset.description}`);
+  }
   return lines.join("\n");
 }

@@ -27,12 +27,19 @@ export async function runProbe(
     model.train();
     if (model.surrogates.length) {
       const withModules = await probeGradients(model, batch.input, batch.labels, units, loss);
-      console.log(formatProbeReport(`gradient probe, ${config.model} with ${model.surrogates.length} modules`, withModules));
+      console.log(
+        formatProbeReport(
+          `gradient probe, ${config.model} with ${model.surrogates.length} modules`,
+          withModules,
+        ),
+      );
     }
     model.useSurrogates = false;
     const without = await probeGradients(model, batch.input, batch.labels, units, loss);
     model.useSurrogates = true;
-    console.log(formatProbeReport(`gradient probe, ${config.model} without modules (cross-entropy only)`, without));
+    console.log(
+      formatProbeReport(`gradient probe, ${config.model} without modules (cross-entropy only)`, without),
+    );
   } finally {
     scope.dispose();
   }

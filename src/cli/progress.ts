@@ -72,7 +72,9 @@ export class ProgressPrinter implements LoopObserver {
       const mean = lif.reduce((s, l) => s + l.rate, 0) / Math.max(1, lif.length);
       console.log(
         `  firing rate ${mean.toFixed(4)} (mean of ${lif.length} LIF layers), ` +
-          `${(activity.synapticOps / 1e6).toFixed(2)} M SOPs + ${(activity.macs / 1e6).toFixed(2)} M MACs per sample, ` +
+          `${(activity.synapticOps / 1e6).toFixed(2)} M SOPs + ${
+            (activity.macs / 1e6).toFixed(2)
+          } M MACs per sample, ` +
           `energy ${activity.energyMicrojoules.toFixed(2)} uJ`,
       );
     }

@@ -17,7 +17,9 @@ export async function report(folderPath: string): Promise<string> {
   lines.push("epoch   step   train loss   test loss   test top-1 (SNN, modules...)   energy uJ");
   for (const r of epochs) {
     lines.push(
-      `${String(r.epoch + 1).padStart(5)} ${String(r.step).padStart(6)}   ${r.train.loss.toFixed(4).padStart(10)}   ` +
+      `${String(r.epoch + 1).padStart(5)} ${String(r.step).padStart(6)}   ${
+        r.train.loss.toFixed(4).padStart(10)
+      }   ` +
         `${(r.test?.loss.toFixed(4) ?? "-").padStart(9)}   ${percent(r.test?.top1).padEnd(30)} ` +
         `${r.energyMicrojoules?.toFixed(2) ?? "-"}`,
     );

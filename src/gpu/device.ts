@@ -51,7 +51,9 @@ export function initGpu(options: GpuOptions = {}): Promise<Gpu> {
 
 /** The GPU acquired by `initGpu`; ops call this synchronously. */
 export function gpu(): Gpu {
-  if (!current) throw new Error("spikegpu: the GPU is not initialised: `await initGpu()` before using tensors");
+  if (!current) {
+    throw new Error("spikegpu: the GPU is not initialised: `await initGpu()` before using tensors");
+  }
   return current;
 }
 

@@ -104,7 +104,13 @@ export function dispatch(
   if (++pendingDispatches >= MAX_PENDING_DISPATCHES) flush();
 }
 
-export function copyBuffer(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number) {
+export function copyBuffer(
+  src: GPUBuffer,
+  srcOffset: number,
+  dst: GPUBuffer,
+  dstOffset: number,
+  bytes: number,
+) {
   currentEncoder().copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
 }
 

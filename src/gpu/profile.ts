@@ -40,7 +40,11 @@ export function nextTimestampWrites(key: string): GPUComputePassTimestampWrites 
   if (!session || session.keys.length >= CAPACITY) return undefined;
   const index = session.keys.length;
   session.keys.push(key);
-  return { querySet: session.querySet, beginningOfPassWriteIndex: 2 * index, endOfPassWriteIndex: 2 * index + 1 };
+  return {
+    querySet: session.querySet,
+    beginningOfPassWriteIndex: 2 * index,
+    endOfPassWriteIndex: 2 * index + 1,
+  };
 }
 
 /** Whether the pending queries fill the set (the caller flushes and collects). */

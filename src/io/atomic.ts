@@ -15,7 +15,9 @@ export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<
   } catch (error) {
     file?.close();
     await Deno.remove(temp).catch(() => {});
-    throw new Error(`cannot write ${path}: ${(error as Error).message}; any previous ${basename(path)} is untouched`);
+    throw new Error(
+      `cannot write ${path}: ${(error as Error).message}; any previous ${basename(path)} is untouched`,
+    );
   }
   // Make the rename itself durable.
   try {

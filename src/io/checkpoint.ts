@@ -36,7 +36,9 @@ export function restoreArray(stored: StoredArray, what: string): StorableArray {
   const buffer = new Uint8Array(stored.bytes).buffer;
   const width = stored.dtype === "i64" ? 8 : 4;
   if (buffer.byteLength !== size * width) {
-    throw new Error(`checkpoint: ${what} has ${buffer.byteLength} bytes, shape [${stored.shape}] needs ${size * width}`);
+    throw new Error(
+      `checkpoint: ${what} has ${buffer.byteLength} bytes, shape [${stored.shape}] needs ${size * width}`,
+    );
   }
   switch (stored.dtype) {
     case "f32":
@@ -87,7 +89,9 @@ export function decodeCheckpoint(bytes: Uint8Array, source: string): Checkpoint 
     value = packr.unpack(bytes);
   } catch (error) {
     throw new Error(
-      `checkpoint: ${source} cannot be decoded (${(error as Error).message}): truncated or not a spikegpu checkpoint`,
+      `checkpoint: ${source} cannot be decoded (${
+        (error as Error).message
+      }): truncated or not a spikegpu checkpoint`,
     );
   }
   const checkpoint = value as Checkpoint;

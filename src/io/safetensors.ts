@@ -12,7 +12,16 @@ export interface NamedArray {
   data: Float32Array | Float64Array | BigInt64Array | Int32Array | Uint16Array | Uint8Array | Int8Array;
 }
 
-const ELEMENT_BYTES: Record<SafetensorsDType, number> = { F32: 4, F16: 2, I64: 8, I32: 4, U8: 1, I8: 1, BOOL: 1, F64: 8 };
+const ELEMENT_BYTES: Record<SafetensorsDType, number> = {
+  F32: 4,
+  F16: 2,
+  I64: 8,
+  I32: 4,
+  U8: 1,
+  I8: 1,
+  BOOL: 1,
+  F64: 8,
+};
 
 function typedView(dtype: SafetensorsDType, bytes: Uint8Array): NamedArray["data"] {
   // Copy to an aligned buffer: the data section need not be aligned for the element type.
@@ -38,7 +47,9 @@ function typedView(dtype: SafetensorsDType, bytes: Uint8Array): NamedArray["data
 
 /** Parses a safetensors file's bytes; `source` names the file in errors. */
 export function parseSafetensors(bytes: Uint8Array, source: string): Map<string, NamedArray> {
-  if (bytes.byteLength < 8) throw new Error(`safetensors: ${source} is ${bytes.byteLength} bytes, too short for a header`);
+  if (bytes.byteLength < 8) {
+    throw new Error(`safetensors: ${source} is ${bytes.byteLength} bytes, too short for a header`);
+  }
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const headerLength = Number(view.getBigUint64(0, true));
   if (8 + headerLength > bytes.byteLength) {
@@ -72,14 +83,20 @@ export function parseSafetensors(bytes: Uint8Array, source: string): Map<string,
     const count = shape.reduce((a, b) => a * b, 1);
     if (!Number.isInteger(begin) || !Number.isInteger(end) || end - begin !== count * ELEMENT_BYTES[dtype]) {
       throw new Error(
-        `safetensors: ${source}: tensor ${name} [${shape.join(", ")}] ${dtype} has data offsets ${begin}..${end}, ` +
+        `safetensors: ${source}: tensor ${name} [${
+          shape.join(", ")
+        }] ${dtype} has data offsets ${begin}..${end}, ` +
           `expected ${count * ELEMENT_BYTES[dtype]} bytes`,
       );
     }
     if (dataStart + end > bytes.byteLength) {
       throw new Error(`safetensors: ${source}: tensor ${name} runs past the end of the file (truncated)`);
     }
-    tensors.set(name, { dtype, shape, data: typedView(dtype, bytes.subarray(dataStart + begin, dataStart + end)) });
+    tensors.set(name, {
+      dtype,
+      shape,
+      data: typedView(dtype, bytes.subarray(dataStart + begin, dataStart + end)),
+    });
   }
   return tensors;
 }

@@ -20,19 +20,30 @@ function selected(model: Module, options: ExportOptions): StateEntry[] {
 }
 
 /** Reads the model's state back from the GPU, in state_dict order. */
-export async function stateDict(model: Module, options: ExportOptions = {}): Promise<Map<string, NamedArray>> {
+export async function stateDict(
+  model: Module,
+  options: ExportOptions = {},
+): Promise<Map<string, NamedArray>> {
   const out = new Map<string, NamedArray>();
   for (const entry of selected(model, options)) {
     if (entry.kind === "counter") {
       out.set(entry.name, { dtype: "I64", shape: [], data: BigInt64Array.of(BigInt(entry.counter.value)) });
     } else {
-      out.set(entry.name, { dtype: "F32", shape: [...entry.tensor.shape], data: await entry.tensor.readFloat() });
+      out.set(entry.name, {
+        dtype: "F32",
+        shape: [...entry.tensor.shape],
+        data: await entry.tensor.readFloat(),
+      });
     }
   }
   return out;
 }
 
-export async function saveSafetensors(path: string, model: Module, options: ExportOptions = {}): Promise<void> {
+export async function saveSafetensors(
+  path: string,
+  model: Module,
+  options: ExportOptions = {},
+): Promise<void> {
   await writeFileAtomic(path, encodeSafetensors(await stateDict(model, options)));
 }
 
@@ -44,7 +55,11 @@ export interface LoadOptions {
 }
 
 /** Loads a state dict; every key must match a model entry in name, shape and dtype, and vice versa. */
-export function loadStateDict(model: Module, arrays: Map<string, NamedArray>, options: LoadOptions = {}): void {
+export function loadStateDict(
+  model: Module,
+  arrays: Map<string, NamedArray>,
+  options: LoadOptions = {},
+): void {
   const source = options.source ?? "state dict";
   const entries = model.stateEntries();
   const known = new Set(entries.map((e) => e.name));
@@ -53,7 +68,8 @@ export function loadStateDict(model: Module, arrays: Map<string, NamedArray>, op
     !arrays.has(k) && !(options.allowMissingSurrogates && k.startsWith(SURROGATE_PREFIX))
   );
   if (extra.length || missing.length) {
-    const list = (keys: string[]) => keys.slice(0, 8).join(", ") + (keys.length > 8 ? `, ... (${keys.length})` : "");
+    const list = (keys: string[]) =>
+      keys.slice(0, 8).join(", ") + (keys.length > 8 ? `, ... (${keys.length})` : "");
     throw new Error(
       `weights: ${source} does not match the model: ` +
         (missing.length ? `missing ${list(missing)}` : "") + (missing.length && extra.length ? "; " : "") +
@@ -68,7 +84,9 @@ export function loadStateDict(model: Module, arrays: Map<string, NamedArray>, op
     if (!array) continue;
     if (entry.kind === "counter") {
       if (array.dtype !== "I64" || array.data.length !== 1) {
-        throw new Error(`weights: ${source}: ${entry.name} should be a scalar I64, got ${array.dtype} [${array.shape}]`);
+        throw new Error(
+          `weights: ${source}: ${entry.name} should be a scalar I64, got ${array.dtype} [${array.shape}]`,
+        );
       }
       writes.push(() => (entry.counter.value = Number((array.data as BigInt64Array)[0])));
       continue;
@@ -76,7 +94,9 @@ export function loadStateDict(model: Module, arrays: Map<string, NamedArray>, op
     const expected = entry.tensor.shape;
     if (array.shape.join() !== expected.join()) {
       throw new Error(
-        `weights: ${source}: ${entry.name} has shape [${array.shape.join(", ")}], the model expects [${expected.join(", ")}]`,
+        `weights: ${source}: ${entry.name} has shape [${array.shape.join(", ")}], the model expects [${
+          expected.join(", ")
+        }]`,
       );
     }
     if (array.dtype !== "F32") {

@@ -27,7 +27,12 @@ export class Conv2d extends Module {
 
   forward(x: Tensor): Tensor {
     const y = conv2d(x, this.weight, { stride: this.stride, padding: this.padding });
-    recordActivity("synapse", "conv", x, this.outChannels * this.inChannels * this.kernelSize ** 2 * y.shape[2] * y.shape[3]);
+    recordActivity(
+      "synapse",
+      "conv",
+      x,
+      this.outChannels * this.inChannels * this.kernelSize ** 2 * y.shape[2] * y.shape[3],
+    );
     return y;
   }
 }

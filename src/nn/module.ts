@@ -51,7 +51,9 @@ export class Module {
   /** Every state entry under this module, named with `prefix`. */
   stateEntries(prefix = ""): StateEntry[] {
     const entries: StateEntry[] = [];
-    for (const [name, tensor] of this.#parameters) entries.push({ name: prefix + name, kind: "parameter", tensor });
+    for (const [name, tensor] of this.#parameters) {
+      entries.push({ name: prefix + name, kind: "parameter", tensor });
+    }
     for (const [name, value] of this.#buffers) {
       entries.push(
         value instanceof Tensor
@@ -64,7 +66,9 @@ export class Module {
   }
 
   namedParameters(prefix = ""): [string, Tensor][] {
-    return this.stateEntries(prefix).flatMap((e) => e.kind === "parameter" ? [[e.name, e.tensor] as [string, Tensor]] : []);
+    return this.stateEntries(prefix).flatMap((e) =>
+      e.kind === "parameter" ? [[e.name, e.tensor] as [string, Tensor]] : []
+    );
   }
 
   parameters(): Tensor[] {

@@ -8,7 +8,9 @@ import { Tensor } from "../tensor/tensor.ts";
 function sameShape(a: Tensor, b: Tensor, op: string): void {
   if (a.shape.join() !== b.shape.join()) {
     throw new Error(
-      `spikegpu: ${op}: ${a.name} [${a.shape.join(", ")}] and ${b.name} [${b.shape.join(", ")}] differ in shape`,
+      `spikegpu: ${op}: ${a.name} [${a.shape.join(", ")}] and ${b.name} [${
+        b.shape.join(", ")
+      }] differ in shape`,
     );
   }
 }

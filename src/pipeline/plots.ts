@@ -26,12 +26,16 @@ function ticks(min: number, max: number, count = 5): number[] {
   const magnitude = 10 ** Math.floor(Math.log10(raw));
   const step = [1, 2, 5, 10].map((m) => m * magnitude).find((s) => s >= raw) ?? raw;
   const out: number[] = [];
-  for (let v = Math.ceil(min / step) * step; v <= max + step * 1e-9; v += step) out.push(Number(v.toPrecision(12)));
+  for (let v = Math.ceil(min / step) * step; v <= max + step * 1e-9; v += step) {
+    out.push(Number(v.toPrecision(12)));
+  }
   return out;
 }
 
 function formatTick(v: number): string {
-  return Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !== 0) ? v.toExponential(1) : String(Number(v.toPrecision(4)));
+  return Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !== 0)
+    ? v.toExponential(1)
+    : String(Number(v.toPrecision(4)));
 }
 
 export function lineChart(series: readonly Series[], options: ChartOptions): string {
@@ -52,12 +56,20 @@ export function lineChart(series: readonly Series[], options: ChartOptions): str
   const parts: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="12">`,
     `<rect width="100%" height="100%" fill="white"/>`,
-    `<text x="${margin.left + plotW / 2}" y="20" text-anchor="middle" font-size="14">${escapeXml(options.title)}</text>`,
+    `<text x="${margin.left + plotW / 2}" y="20" text-anchor="middle" font-size="14">${
+      escapeXml(options.title)
+    }</text>`,
   ];
   for (const t of ticks(yMin, yMax)) {
     const y = py(t).toFixed(1);
-    parts.push(`<line x1="${margin.left}" x2="${margin.left + plotW}" y1="${y}" y2="${y}" stroke="#e0e0e0"/>`);
-    parts.push(`<text x="${margin.left - 6}" y="${y}" text-anchor="end" dominant-baseline="middle">${formatTick(t)}</text>`);
+    parts.push(
+      `<line x1="${margin.left}" x2="${margin.left + plotW}" y1="${y}" y2="${y}" stroke="#e0e0e0"/>`,
+    );
+    parts.push(
+      `<text x="${margin.left - 6}" y="${y}" text-anchor="end" dominant-baseline="middle">${
+        formatTick(t)
+      }</text>`,
+    );
   }
   for (const t of ticks(xMin, xMax)) {
     const x = px(t).toFixed(1);
@@ -66,8 +78,12 @@ export function lineChart(series: readonly Series[], options: ChartOptions): str
   }
   parts.push(
     `<rect x="${margin.left}" y="${margin.top}" width="${plotW}" height="${plotH}" fill="none" stroke="#333"/>`,
-    `<text x="${margin.left + plotW / 2}" y="${height - 10}" text-anchor="middle">${escapeXml(options.xLabel)}</text>`,
-    `<text transform="translate(16 ${margin.top + plotH / 2}) rotate(-90)" text-anchor="middle">${escapeXml(options.yLabel)}</text>`,
+    `<text x="${margin.left + plotW / 2}" y="${height - 10}" text-anchor="middle">${
+      escapeXml(options.xLabel)
+    }</text>`,
+    `<text transform="translate(16 ${margin.top + plotH / 2}) rotate(-90)" text-anchor="middle">${
+      escapeXml(options.yLabel)
+    }</text>`,
   );
   series.forEach((s, i) => {
     const colour = COLOURS[i % COLOURS.length];
@@ -81,8 +97,12 @@ export function lineChart(series: readonly Series[], options: ChartOptions): str
     }
     const ly = margin.top + 8 + i * 18;
     parts.push(
-      `<line x1="${width - margin.right + 12}" x2="${width - margin.right + 32}" y1="${ly}" y2="${ly}" stroke="${colour}" stroke-width="2"/>`,
-      `<text x="${width - margin.right + 38}" y="${ly}" dominant-baseline="middle">${escapeXml(s.name)}</text>`,
+      `<line x1="${width - margin.right + 12}" x2="${
+        width - margin.right + 32
+      }" y1="${ly}" y2="${ly}" stroke="${colour}" stroke-width="2"/>`,
+      `<text x="${width - margin.right + 38}" y="${ly}" dominant-baseline="middle">${
+        escapeXml(s.name)
+      }</text>`,
     );
   });
   parts.push("</svg>");

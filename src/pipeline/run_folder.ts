@@ -68,7 +68,10 @@ export class RunFolder {
   }
 
   async writeConfig(config: Record<string, unknown>): Promise<void> {
-    await writeFileAtomic(join(this.path, "config.json"), new TextEncoder().encode(JSON.stringify(config, null, 2) + "\n"));
+    await writeFileAtomic(
+      join(this.path, "config.json"),
+      new TextEncoder().encode(JSON.stringify(config, null, 2) + "\n"),
+    );
   }
 
   async append(record: MetricsRecord): Promise<void> {
@@ -102,7 +105,10 @@ export class RunFolder {
       { name: "train loss", points: steps.map((r) => [r.step, r.loss]) },
       { name: "train hard", points: steps.map((r) => [r.step, r.hard]) },
       { name: "train soft", points: steps.map((r) => [r.step, r.soft]) },
-      { name: "test loss", points: epochs.flatMap((r) => (r.test ? [[r.step, r.test.loss] as [number, number]] : [])) },
+      {
+        name: "test loss",
+        points: epochs.flatMap((r) => (r.test ? [[r.step, r.test.loss] as [number, number]] : [])),
+      },
     ];
     charts.push(["loss.svg", lineChart(loss, { title: "Loss", xLabel: "step", yLabel: "loss" })]);
     const accuracy: Series[] = [];
@@ -113,17 +119,25 @@ export class RunFolder {
       });
     }
     accuracy.push({ name: "train top-1 SNN", points: epochs.map((r) => [r.epoch + 1, r.train.top1[0]]) });
-    charts.push(["accuracy.svg", lineChart(accuracy, { title: "Top-1 accuracy", xLabel: "epoch", yLabel: "%" })]);
+    charts.push([
+      "accuracy.svg",
+      lineChart(accuracy, { title: "Top-1 accuracy", xLabel: "epoch", yLabel: "%" }),
+    ]);
     const sites = [...new Set(epochs.flatMap((r) => Object.keys(r.firingRates)))];
     const rates: Series[] = sites.map((site) => ({
       name: site,
-      points: epochs.flatMap((r) => (site in r.firingRates ? [[r.epoch + 1, r.firingRates[site]] as [number, number]] : [])),
+      points: epochs.flatMap((
+        r,
+      ) => (site in r.firingRates ? [[r.epoch + 1, r.firingRates[site]] as [number, number]] : [])),
     }));
-    charts.push(["firing_rates.svg", lineChart(rates.slice(0, 8), {
-      title: "Test firing rate per LIF layer" + (rates.length > 8 ? " (first 8)" : ""),
-      xLabel: "epoch",
-      yLabel: "spikes per neuron per step",
-    })]);
+    charts.push([
+      "firing_rates.svg",
+      lineChart(rates.slice(0, 8), {
+        title: "Test firing rate per LIF layer" + (rates.length > 8 ? " (first 8)" : ""),
+        xLabel: "epoch",
+        yLabel: "spikes per neuron per step",
+      }),
+    ]);
     const written: string[] = [];
     for (const [name, svg] of charts) {
       const path = join(this.path, "plots", name);

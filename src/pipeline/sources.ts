@@ -45,8 +45,14 @@ export async function openSources(config: RunConfig): Promise<Sources> {
     augment: augmentSetting(config.augment),
   };
   if (config.dataset === "es-imagenet" || config.dataset === "cifar10-dvs") options.T = config.T;
-  const trainSet = firstSamples(await createDataset(config.dataset, { ...options, split: "train" }), config.trainLimit);
-  const testSet = firstSamples(await createDataset(config.dataset, { ...options, split: "test" }), config.testLimit);
+  const trainSet = firstSamples(
+    await createDataset(config.dataset, { ...options, split: "train" }),
+    config.trainLimit,
+  );
+  const testSet = firstSamples(
+    await createDataset(config.dataset, { ...options, split: "test" }),
+    config.testLimit,
+  );
   const limited = trainSet.spec === undefined || testSet.spec === undefined;
   const workers = limited ? 0 : config.workers;
   const train = new DataLoader(trainSet, {
@@ -58,7 +64,13 @@ export async function openSources(config: RunConfig): Promise<Sources> {
     prefetch: config.prefetch,
   });
   const test = testSet.length > 0
-    ? new DataLoader(testSet, { batchSize: config.batchSize, seed: config.seed, train: false, workers, prefetch: config.prefetch })
+    ? new DataLoader(testSet, {
+      batchSize: config.batchSize,
+      seed: config.seed,
+      train: false,
+      workers,
+      prefetch: config.prefetch,
+    })
     : null;
   const shape = trainSet.sampleShape;
   return { train, test, inChannels: shape.length === 4 ? shape[1] : shape[0] };

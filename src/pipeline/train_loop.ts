@@ -117,7 +117,13 @@ export async function runTraining(run: TrainingRun): Promise<RunSummary> {
       let stopped = false;
       for await (const batch of train.epoch(epoch, progress.batchInEpoch)) {
         const logging = (progress.step + 1) % options.logEvery === 0;
-        trainStep({ model, optimizer, loss: options.loss, metrics: stepMetrics, activity: logging ? activity : undefined }, batch);
+        trainStep({
+          model,
+          optimizer,
+          loss: options.loss,
+          metrics: stepMetrics,
+          activity: logging ? activity : undefined,
+        }, batch);
         progress.step++;
         progress.batchInEpoch++;
         if (logging) {

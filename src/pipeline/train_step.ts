@@ -6,7 +6,7 @@ import type { ForwardResult } from "../models/attachment.ts";
 import type { SpikingModel } from "../models/registry.ts";
 import { ActivityRecorder } from "../nn/activity.ts";
 import type { Optimizer } from "../optim/optimizer.ts";
-import { type SmlLossOptions, smlLoss } from "../sml/loss.ts";
+import { smlLoss, type SmlLossOptions } from "../sml/loss.ts";
 import { Scope } from "../tensor/scope.ts";
 import { Tape } from "../tensor/tape.ts";
 import { Tensor } from "../tensor/tensor.ts";

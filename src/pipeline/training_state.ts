@@ -1,5 +1,11 @@
 /** A run's complete state to and from a checkpoint: weights, optimizer, schedule position, data order. */
-import { type Checkpoint, CHECKPOINT_FORMAT_VERSION, restoreArray, type StoredArray, storeArray } from "../io/checkpoint.ts";
+import {
+  type Checkpoint,
+  CHECKPOINT_FORMAT_VERSION,
+  restoreArray,
+  storeArray,
+  type StoredArray,
+} from "../io/checkpoint.ts";
 import type { NamedArray } from "../io/safetensors.ts";
 import { loadStateDict, stateDict } from "../io/state_dict.ts";
 import type { Module } from "../nn/module.ts";
@@ -61,13 +67,17 @@ export async function restoreCheckpoint(
   source: string,
 ): Promise<Progress> {
   if (checkpoint.model.name !== sources.modelName) {
-    throw new Error(`--resume: ${source} holds a ${checkpoint.model.name} model, this run builds ${sources.modelName}`);
+    throw new Error(
+      `--resume: ${source} holds a ${checkpoint.model.name} model, this run builds ${sources.modelName}`,
+    );
   }
   for (const key of SHAPE_OPTIONS) {
     const saved = JSON.stringify(checkpoint.model.options[key] ?? null);
     const wanted = JSON.stringify(sources.modelOptions[key] ?? null);
     if (saved !== wanted) {
-      throw new Error(`--resume: ${source} was trained with model option ${key}=${saved}, this run asks for ${wanted}`);
+      throw new Error(
+        `--resume: ${source} was trained with model option ${key}=${saved}, this run asks for ${wanted}`,
+      );
     }
   }
   const arrays = new Map<string, NamedArray>();
@@ -85,7 +95,9 @@ export async function restoreCheckpoint(
     const { hyper } = await sources.optimizer.exportState();
     const restored: Record<string, Float32Array[]> = {};
     for (const [slot, arraysOfSlot] of Object.entries(slots)) {
-      restored[slot] = arraysOfSlot.map((a, i) => restoreArray(a, `${source}: optimizer ${slot}[${i}]`) as Float32Array);
+      restored[slot] = arraysOfSlot.map((a, i) =>
+        restoreArray(a, `${source}: optimizer ${slot}[${i}]`) as Float32Array
+      );
     }
     sources.optimizer.importState({ kind, step, lr, hyper, slots: restored });
   }

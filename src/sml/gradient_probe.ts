@@ -11,7 +11,7 @@ import { untracked } from "../tensor/scope.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import { map } from "../ops/elementwise.ts";
 import type { AttachmentTaps, ForwardResult } from "../models/attachment.ts";
-import { type SmlLossOptions, smlLoss } from "./loss.ts";
+import { smlLoss, type SmlLossOptions } from "./loss.ts";
 
 export interface ProbedModel {
   forward(input: Tensor, taps?: AttachmentTaps): ForwardResult;
@@ -112,11 +112,16 @@ export async function probeGradients(
 }
 
 export function formatProbeReport(title: string, report: ProbeReport): string {
-  const lines = [`${title} (loss ${report.loss.toFixed(4)})`, "  unit   |g_snn|      |g_module|   cos(snn,module)  |g_total|"];
+  const lines = [
+    `${title} (loss ${report.loss.toFixed(4)})`,
+    "  unit   |g_snn|      |g_module|   cos(snn,module)  |g_total|",
+  ];
   for (const p of report.points) {
     lines.push(
       `  ${String(p.unit).padStart(4)}   ${p.snnNorm.toExponential(3).padEnd(11)}  ` +
-        `${(p.moduleNorm?.toExponential(3) ?? "-").padEnd(11)}  ${(p.cosine?.toFixed(4) ?? "-").padStart(15)}  ` +
+        `${(p.moduleNorm?.toExponential(3) ?? "-").padEnd(11)}  ${
+          (p.cosine?.toFixed(4) ?? "-").padStart(15)
+        }  ` +
         `${p.totalNorm.toExponential(3)}`,
     );
   }

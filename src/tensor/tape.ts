@@ -34,7 +34,9 @@ export class Tape extends Scope {
    * gradients of leaf tensors in their `.grad`. Intermediate gradients are freed as soon as used.
    */
   backward(loss: Tensor, seed?: Tensor): void {
-    if (!loss.requiresGrad) throw new Error(`spikegpu: backward from ${loss.name}, which does not require grad`);
+    if (!loss.requiresGrad) {
+      throw new Error(`spikegpu: backward from ${loss.name}, which does not require grad`);
+    }
     this.run(() => {
       const grads = new Map<Tensor, Tensor>();
       if (seed && seed.size !== loss.size) {

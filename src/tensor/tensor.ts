@@ -56,7 +56,13 @@ export class Tensor {
   hasCreator = false;
   #storage: Storage | null;
 
-  private constructor(shape: readonly number[], dtype: DType, storage: Storage, name: string, requiresGrad: boolean) {
+  private constructor(
+    shape: readonly number[],
+    dtype: DType,
+    storage: Storage,
+    name: string,
+    requiresGrad: boolean,
+  ) {
     this.shape = Object.freeze([...shape]);
     this.dtype = dtype;
     this.#storage = storage;
@@ -76,12 +82,18 @@ export class Tensor {
   }
 
   /** Uploads `data` (row-major) to a new tensor. */
-  static fromData(data: TensorData | readonly number[], shape: readonly number[], options: TensorOptions = {}): Tensor {
+  static fromData(
+    data: TensorData | readonly number[],
+    shape: readonly number[],
+    options: TensorOptions = {},
+  ): Tensor {
     const dtype = options.dtype ?? dtypeOf(data);
     const typed = Array.isArray(data) ? toTyped(data as readonly number[], dtype) : data as TensorData;
     if (typed.length !== numel(shape)) {
       throw new Error(
-        `spikegpu: tensor ${options.name ?? "data"} has ${typed.length} values, shape [${shape.join(", ")}] needs ` +
+        `spikegpu: tensor ${options.name ?? "data"} has ${typed.length} values, shape [${
+          shape.join(", ")
+        }] needs ` +
           `${numel(shape)}`,
       );
     }
