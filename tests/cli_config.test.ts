@@ -74,5 +74,5 @@ Deno.test("config: --help lists every flag with its default", () => {
   for (const flag of ["--dataset", "--sb-places", "--no-sb", "--resume", "--export-weights", "--log-every"]) {
     assert.ok(text.includes(flag), `help lacks ${flag}`);
   }
-  assert.match(text, /--T\s+time steps \(>= 1\) \(default 2\)/);
+  assert.match(text, /--T\s+time steps \(>= 1\) \(default 1\)/);
 });
