@@ -119,7 +119,11 @@ export const FLAGS: Record<string, FlagSpec> = {
   "init-weights": { key: "initWeights", type: "string", help: "start from reference-named .safetensors" },
   "export-weights": { key: "exportWeights", type: "string", help: "write .safetensors when training ends" },
   "test-only": { key: "testOnly", type: "boolean", help: "evaluate only (with --resume or --init-weights)" },
-  "f16": { key: "f16", type: "boolean", help: "require shader-f16 (f16 storage where supported)" },
+  "f16": {
+    key: "f16",
+    type: "boolean",
+    help: "train in f16 (needs shader-f16; f16 kernels are not implemented yet)",
+  },
   "eval-every": { key: "evalEvery", type: "string", help: "evaluate every N epochs" },
   "log-every": { key: "logEvery", type: "string", help: "read metrics and log every N steps" },
   "checkpoint-every": {

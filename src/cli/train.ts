@@ -56,6 +56,11 @@ export async function main(args: string[]): Promise<number> {
   }
   const gpu = await initGpu({ requireF16: config.f16 });
   console.log(`adapter: ${describeAdapter(gpu.adapter)}`);
+  if (config.f16) {
+    throw new Error(
+      "--f16: this adapter has shader-f16, but spikegpu's f16 training kernels are not implemented yet; train in f32",
+    );
+  }
   const checkpoint = config.resume ? await readCheckpoint(config.resume) : null;
   const { train, test, inChannels } = await openSources(config);
   try {
