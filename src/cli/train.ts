@@ -49,7 +49,7 @@ function defaultOutputDir(config: RunConfig): string {
 }
 
 export async function main(args: string[]): Promise<number> {
-  const { config, help } = parseConfig(args);
+  const { config, explicit, help } = parseConfig(args);
   if (help) {
     console.log(helpText());
     return 0;
@@ -62,6 +62,9 @@ export async function main(args: string[]): Promise<number> {
     );
   }
   const checkpoint = config.resume ? await readCheckpoint(config.resume) : null;
+  // The data order continues from the checkpoint's seed unless a new one is asked for.
+  const savedSeed = (checkpoint?.rng as { seed?: number } | undefined)?.seed;
+  if (savedSeed !== undefined && !explicit.has("seed")) config.seed = savedSeed;
   const { train, test, inChannels } = await openSources(config);
   try {
     const modelOptions = modelOptionsFor(config, train.numClasses, inChannels);

@@ -21,7 +21,7 @@ export interface StepRecord extends HeadMetrics {
   step: number;
   lr: number;
   imagesPerSecond: number;
-  /** Mean firing rate per LIF call site over the logged steps. */
+  /** Mean firing rate per LIF call site, recorded during the logged step itself. */
   firingRates: Record<string, number>;
 }
 
