@@ -79,3 +79,16 @@ export type { LoopObserver, LoopOptions, TrainingRun } from "./src/pipeline/trai
 export { RunFolder } from "./src/pipeline/run_folder.ts";
 export { captureCheckpoint, restoreCheckpoint } from "./src/pipeline/training_state.ts";
 export { PRESETS } from "./pipelines/presets.ts";
+
+// Data
+/** Data sets by name ("mnist" is embedded), the worker-pool loader and the seeded RNG behind them. */
+export { createDataset, DATASET_NAMES } from "./src/data/registry.ts";
+export { DataLoader } from "./src/data/loader.ts";
+export type { Batch, DataLoaderOptions, Dataset, DatasetOptions, Sample } from "./src/data/loader.ts";
+export { Rng } from "./src/data/rng.ts";
+export { augmentFlags } from "./src/data/augment.ts";
+export type { AugmentSetting } from "./src/data/augment.ts";
+
+// Profiling
+/** Per-kernel GPU time from timestamp queries. */
+export { startProfiling, stopProfiling } from "./src/gpu/profile.ts";
