@@ -2,7 +2,8 @@
 
 /** Invocations per workgroup for one-thread-per-element kernels. */
 export const WORKGROUP_SIZE = 256;
-const MAX_WORKGROUPS_X = 65535;
+/** WebGPU's default limit on workgroups per grid dimension. */
+export const MAX_WORKGROUPS_X = 65535;
 
 /** A 2-D grid covering `n` invocations when one dimension is not enough. */
 export interface Grid {

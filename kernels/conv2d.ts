@@ -22,6 +22,7 @@
  *   and workgroup-memory staging only adds loads.
  */
 import type { Kernel } from "../src/gpu/kernels.ts";
+import { MAX_WORKGROUPS_X } from "./common.ts";
 
 /** Shapes of one convolution; `batch` counts the folded T*B samples. */
 export interface ConvGeometry {
@@ -74,8 +75,6 @@ export interface DirectWeightTile {
 export interface ConvKernel extends Kernel {
   workgroups: [number, number, number];
 }
-
-const MAX_WORKGROUPS_X = 65535;
 
 export function outputSize(geometry: ConvGeometry): [number, number] {
   const { height, width, kernel, stride, pad } = geometry;
