@@ -1,19 +1,14 @@
 /** CIFAR-10/100 with the reference settings (SPEC §7): AdamW 0.01, wd 0.02, cosine over 300 epochs. */
 import type { RunConfig } from "../src/cli/config.ts";
-import type { Preset } from "./preset.ts";
+import { type Preset, REFERENCE_TRAINING } from "./preset.ts";
 
 const reference: Partial<RunConfig> = {
-  width: 64,
+  ...REFERENCE_TRAINING,
   T: 2,
   batchSize: 256,
   epochs: 300,
   lr: 0.01,
-  optimizer: "adamw",
-  weightDecay: 0.02,
-  schedule: "cosine",
   sbPlaces: [3, 3],
-  sbKernels: [[7, 5, 3]],
-  sbWidth: 256,
   temperature: 3,
   alpha: 0.5,
   lambda: 0.9,

@@ -2,26 +2,20 @@
  * ImageNet, spiking ResNet-34 with modules after blocks 3, 7 and 13 (SPEC §5, §7): the first stage of the
  * staged-T schedule (T=2, lr 4e-3, batch 512, 160 epochs); later stages resume with --T 4 / --T 6.
  */
-import type { Preset } from "./preset.ts";
+import { LARGE_DATA_LOSS, type Preset, REFERENCE_TRAINING } from "./preset.ts";
 
 export const imagenetResNet34: Preset = {
   description: "ImageNet, spiking ResNet-34 + 3 modules, stage 1 of staged T (T=2; paper: 65.77%)",
   config: {
+    ...REFERENCE_TRAINING,
+    ...LARGE_DATA_LOSS,
     dataset: "imagenet",
     model: "resnet34",
-    width: 64,
     T: 2,
     batchSize: 512,
     epochs: 160,
     lr: 4e-3,
-    optimizer: "adamw",
-    weightDecay: 0.02,
-    schedule: "cosine",
     sbPlaces: [3, 4, 6],
-    sbKernels: [[7, 5, 3]],
-    sbWidth: 256,
-    alpha: 1,
-    lambda: 1 / 3,
     augment: ["standard"],
     workers: 8,
     logEvery: 100,
