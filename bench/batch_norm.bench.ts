@@ -1,89 +1,51 @@
 /**
- * BatchNorm2d training forward + backward throughput in GB/s: the statistics reduction, the normalise,
- * the gradient sums and the input gradient, as the batchNorm op dispatches them. Counted bytes are the
- * full-size tensors each kernel reads or writes (per-channel values are negligible): forward reads x
- * twice and writes y, backward reads dL/dy and x twice and writes dL/dx.
+ * Batch norm training forward + backward throughput in GB/s, through the batchNorm op (statistics
+ * partials, per-channel finish, normalise; gradient partials, per-channel finish, input gradient).
+ * Counted bytes are the full-size tensors the kernels read or write (per-channel values are negligible):
+ * forward reads x twice and writes y, backward reads dL/dy and x twice and writes dL/dx.
  */
-import {
-  batchNormGradInputKernel,
-  batchNormGradParamsKernel,
-  batchNormGradSumsKernel,
-  batchNormNormalizeKernel,
-  type BatchNormShape,
-  batchNormStatsKernel,
-  batchNormTrainStatsKernel,
-  reductionSplit,
-} from "../kernels/batch_norm.ts";
 import { initGpu } from "../src/gpu/device.ts";
-import { dispatch, synchronize } from "../src/gpu/kernels.ts";
+import { synchronize } from "../src/gpu/kernels.ts";
+import { batchNorm } from "../src/ops/batch_norm.ts";
+import { Tape } from "../src/tensor/tape.ts";
 import { Tensor } from "../src/tensor/tensor.ts";
 import { measure, type Measurement, printTable } from "./harness.ts";
 
 await initGpu();
 
-function setup(n: number, c: number, h: number, w: number) {
-  const shape: BatchNormShape = { batch: n, channels: c, spatial: h * w };
-  const size = n * c * h * w;
-  const { partitions } = reductionSplit(shape);
-  const x = Tensor.fromData(Float32Array.from({ length: size }, (_, i) => Math.sin(i * 0.37)), [n, c, h, w]);
-  const gradY = Tensor.fromData(Float32Array.from({ length: size }, (_, i) => Math.cos(i * 0.11)), [
-    n,
-    c,
-    h,
-    w,
-  ]);
-  const y = Tensor.empty([n, c, h, w]);
-  const gradX = Tensor.empty([n, c, h, w]);
-  const perChannel = () => Tensor.fromData(new Float32Array(c).fill(1), [c]);
-  const [weight, bias, runningMean, runningVar, gradWeight, gradBias] = Array.from({ length: 6 }, perChannel);
-  const stats = Tensor.empty([2, c]);
-  const statPartials = Tensor.empty([c, partitions, 3]);
-  const gradPartials = Tensor.empty([c, partitions, 2]);
-  const kernels = {
-    stats: batchNormStatsKernel(shape),
-    trainStats: batchNormTrainStatsKernel(shape, 0.1, 1e-5),
-    normalize: batchNormNormalizeKernel(shape),
-    gradSums: batchNormGradSumsKernel(shape),
-    gradParams: batchNormGradParamsKernel(shape),
-    gradInput: batchNormGradInputKernel(shape, true),
+function setup(shape: number[]) {
+  const size = shape.reduce((a, b) => a * b, 1);
+  const channels = shape[1];
+  const x = Tensor.fromData(Float32Array.from({ length: size }, (_, i) => Math.sin(i * 0.37)), shape, {
+    requiresGrad: true,
+  });
+  const gradY = Tensor.fromData(Float32Array.from({ length: size }, (_, i) => Math.cos(i * 0.11)), shape);
+  const perChannel = (value: number) =>
+    Tensor.fromData(new Float32Array(channels).fill(value), [channels], { requiresGrad: true });
+  const state = {
+    weight: perChannel(1),
+    bias: perChannel(0),
+    runningMean: perChannel(0),
+    runningVar: perChannel(1),
   };
   const run = () => {
-    dispatch(kernels.stats, [x.buffer, statPartials.buffer], kernels.stats.workgroups);
-    dispatch(
-      kernels.trainStats,
-      [statPartials.buffer, stats.buffer, runningMean.buffer, runningVar.buffer],
-      kernels.trainStats.workgroups,
-    );
-    dispatch(
-      kernels.normalize,
-      [x.buffer, stats.buffer, weight.buffer, bias.buffer, y.buffer],
-      kernels.normalize.workgroups,
-    );
-    dispatch(
-      kernels.gradSums,
-      [gradY.buffer, x.buffer, stats.buffer, gradPartials.buffer],
-      kernels.gradSums.workgroups,
-    );
-    dispatch(
-      kernels.gradParams,
-      [gradPartials.buffer, gradWeight.buffer, gradBias.buffer],
-      kernels.gradParams.workgroups,
-    );
-    dispatch(
-      kernels.gradInput,
-      [gradY, x, stats, weight, gradWeight, gradBias, gradX].map((t) => t.buffer),
-      kernels.gradInput.workgroups,
-    );
+    const tape = new Tape();
+    const y = tape.run(() => batchNorm(x, state, { training: true }));
+    tape.backward(y, gradY);
+    tape.dispose();
+    for (const tensor of [x, state.weight, state.bias]) {
+      tensor.grad?.dispose();
+      tensor.grad = null;
+    }
   };
-  // Forward: x (stats), x and y (normalise). Backward: dL/dy and x (sums), dL/dy, x and dL/dx (input).
   const bytes = 8 * 4 * size;
-  return { label: `batch_norm2d train fwd+bwd (${n}, ${c}, ${h}, ${w})`, run, bytes };
+  return { label: `batch_norm train fwd+bwd (${shape.join(", ")})`, run, bytes };
 }
 
-const cases = [setup(32, 128, 32, 32), setup(32, 512, 8, 8)];
+const cases = [[32, 8, 28, 28], [32, 64, 4, 4], [32, 512], [32, 128, 32, 32], [32, 512, 8, 8]].map(setup);
 const rows: Measurement[] = [];
 for (const { label, run, bytes } of cases) rows.push(await measure(label, { bytes }, run));
-printTable("BatchNorm2d (kernels only)", rows);
+printTable("BatchNorm (op, kernels only)", rows);
 
 for (const { label, run } of cases) {
   Deno.bench(label, async () => {

@@ -1,14 +1,17 @@
 /**
- * Batch normalisation over (N, C, spatial): per-channel statistics and gradient sums by workgroup tree
- * reductions (no atomics), and one-thread-per-element normalise / input-gradient kernels.
- *
- * A channel's N*spatial values are cut into `partitions` chunks of WORKGROUP_SIZE * perThread values;
- * one workgroup reduces one (chunk, channel) pair into a partial, and a one-thread-per-channel kernel
- * combines the partials in order. Variance uses Welford per invocation and Chan's pairwise merge in the
- * tree, so it stays accurate when the mean is large against the spread (no E[x^2] - E[x]^2).
+ * Batch normalisation over (N, C, spatial) in five light kernels, none with workgroup memory or barriers
+ * (software adapters run every shared-memory access and barrier per lane, which made tree reductions the
+ * slowest part of a training step):
+ * - partial sums: one invocation per (channel, chunk of consecutive values) sums that chunk serially;
+ * - per-channel finish: one invocation per channel adds its partials in order and derives every
+ *   per-channel coefficient the elementwise kernels need;
+ * - elementwise normalise / input gradient: one invocation per run of values sharing a channel, so the
+ *   channel's coefficients are loaded once per run, not once per value.
+ * The statistics sum deviations from one value of the channel (its first), not raw values: partials stay
+ * additive, no division runs per value, and a mean large against the spread cancels no significant digits.
  */
 import type { Kernel } from "../src/gpu/kernels.ts";
-import { f32, gridFor, WORKGROUP_SIZE } from "./common.ts";
+import { f32, gridFor } from "./common.ts";
 
 export interface BatchNormShape {
   /** N: samples (T*B in the time-folded layout). */
@@ -17,109 +20,115 @@ export interface BatchNormShape {
   channels: number;
   /** H*W for BatchNorm2d, 1 for BatchNorm1d. */
   spatial: number;
-  /** Values each invocation of a reduction workgroup reads; sets the partition count. Default 8. */
-  perThread?: number;
 }
 
 export interface BatchNormKernel extends Kernel {
   workgroups: [number, number];
 }
 
-/** How a shape's per-channel reduction is split: `partitions` workgroups per channel of `chunk` values. */
+/** Rows of the per-channel `stats` tensor (2-D [STATS_ROWS, C]): mean, 1/std, scale, shift. */
+export const STATS_ROWS = 4;
+/** Rows of the per-channel input-gradient coefficients ([GRAD_ROWS, C]). */
+export const GRAD_ROWS = 3;
+
+/** Invocations per workgroup of the partial-sum and per-channel kernels. */
+const REDUCE_WORKGROUP = 64;
+/** Invocations per workgroup of the elementwise kernels. */
+const ELEMENT_WORKGROUP = 64;
+/** Partial sums wanted in all, so that even a few channels spread over every core. */
+const TARGET_PARTIALS = 2048;
+const MIN_CHUNK = 16;
+const MAX_CHUNK = 256;
+
+/** How each channel's N*spatial values are cut: `partitions` chunks of `chunk` consecutive values. */
 export function reductionSplit(
   shape: BatchNormShape,
 ): { perChannel: number; chunk: number; partitions: number } {
   const perChannel = shape.batch * shape.spatial;
-  const chunk = WORKGROUP_SIZE * (shape.perThread ?? 8);
-  return { perChannel, chunk, partitions: Math.max(1, Math.ceil(perChannel / chunk)) };
+  const wanted = Math.ceil((perChannel * shape.channels) / TARGET_PARTIALS);
+  const chunk = Math.min(MAX_CHUNK, Math.max(MIN_CHUNK, wanted), perChannel);
+  return { perChannel, chunk, partitions: Math.ceil(perChannel / chunk) };
+}
+
+/** Values per elementwise invocation: a divisor of spatial (so a run never crosses a channel), at most 8. */
+export function elementRun(shape: BatchNormShape): number {
+  for (const run of [8, 7, 6, 5, 4, 3, 2]) if (shape.spatial % run === 0) return run;
+  return 1;
 }
 
 function shapeKey(shape: BatchNormShape): string {
-  return `${shape.batch}x${shape.channels}x${shape.spatial}:${shape.perThread ?? 8}`;
-}
-
-/** WGSL that loads the k-th value (k < N*spatial) of channel `c` from `source` into `v`. */
-function channelValue(source: string, shape: BatchNormShape): string {
-  const { channels: C, spatial: S } = shape;
-  return `${source}[(k / ${S}u) * ${C * S}u + c * ${S}u + k % ${S}u]`;
-}
-
-/** The reduction workgroups' indices and the bounds of their chunk. */
-function chunkPrologue(shape: BatchNormShape): string {
-  const { perChannel, chunk } = reductionSplit(shape);
-  return `
-  let part = wg.x;
-  let c = wg.y;
-  let start = part * ${chunk}u;
-  let end = min(start + ${chunk}u, ${perChannel}u);`;
+  return `${shape.batch}x${shape.channels}x${shape.spatial}`;
 }
 
 /**
- * Per (chunk, channel): count, mean and sum of squared deviations (M2) of x.
- * Bindings: x, partials (C * partitions * 3, channel-major). Grid: [partitions, C].
+ * The partial kernels' prologue: channel `c`, chunk `part`, the chunk's value count, and `idx`, the flat
+ * index of its first value, with `s` its spatial position (advanced by `nextValue`).
+ */
+function chunkPrologue(shape: BatchNormShape): { grid: ReturnType<typeof gridFor>; code: string } {
+  const { channels: C, spatial: S } = shape;
+  const { perChannel, chunk, partitions } = reductionSplit(shape);
+  const grid = gridFor(C * partitions, REDUCE_WORKGROUP);
+  const code = `
+  let slot = gid.x + gid.y * ${grid.rowStride}u;
+  if (slot >= ${C * partitions}u) { return; }
+  let c = slot / ${partitions}u;
+  let part = slot % ${partitions}u;
+  let first = part * ${chunk}u;
+  let count = min(${chunk}u, ${perChannel}u - first);
+  var s = first % ${S}u;
+  var idx = (first / ${S}u) * ${C * S}u + c * ${S}u + s;`;
+  return { grid, code };
+}
+
+/** WGSL that moves `idx` to the channel's next value in (N, spatial) order. */
+function nextValue(shape: BatchNormShape): string {
+  const { channels: C, spatial: S } = shape;
+  if (S === 1) return `idx += ${C}u;`;
+  return `idx += 1u;
+    s += 1u;
+    if (s == ${S}u) {
+      s = 0u;
+      idx += ${(C - 1) * S}u;
+    }`;
+}
+
+/**
+ * Per (channel, chunk): the sum of (x - x0) and of (x - x0)^2, x0 the channel's first value.
+ * Bindings: x, partials (C * partitions * 2, channel-major).
  */
 export function batchNormStatsKernel(shape: BatchNormShape): BatchNormKernel {
-  const { partitions } = reductionSplit(shape);
+  const { grid, code } = chunkPrologue(shape);
   return {
     key: `batch_norm_stats:${shapeKey(shape)}`,
-    workgroups: [partitions, shape.channels],
+    workgroups: grid.workgroups,
     wgsl: () => `
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> partials: array<f32>;
 
-var<workgroup> counts: array<f32, ${WORKGROUP_SIZE}>;
-var<workgroup> means: array<f32, ${WORKGROUP_SIZE}>;
-var<workgroup> m2s: array<f32, ${WORKGROUP_SIZE}>;
-
-@compute @workgroup_size(${WORKGROUP_SIZE})
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
-${chunkPrologue(shape)}
-  var count = 0.0;
-  var mean = 0.0;
-  var m2 = 0.0;
-  for (var k = start + lid; k < end; k += ${WORKGROUP_SIZE}u) {
-    let v = ${channelValue("x", shape)};
-    count += 1.0;
-    let delta = v - mean;
-    mean += delta / count;
-    m2 += delta * (v - mean);
+@compute @workgroup_size(${REDUCE_WORKGROUP})
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+${code}
+  let shift = x[c * ${shape.spatial}u];
+  var sum = 0.0;
+  var squares = 0.0;
+  for (var j = 0u; j < count; j++) {
+    let d = x[idx] - shift;
+    sum += d;
+    squares += d * d;
+    ${nextValue(shape)}
   }
-  counts[lid] = count;
-  means[lid] = mean;
-  m2s[lid] = m2;
-  workgroupBarrier();
-  for (var stride = ${WORKGROUP_SIZE / 2}u; stride > 0u; stride >>= 1u) {
-    if (lid < stride) {
-      let other = lid + stride;
-      let count_b = counts[other];
-      if (count_b > 0.0) {
-        let count_a = counts[lid];
-        let total = count_a + count_b;
-        let delta = means[other] - means[lid];
-        let share_b = count_b / total;
-        means[lid] = means[lid] + delta * share_b;
-        m2s[lid] = m2s[lid] + m2s[other] + delta * delta * count_a * share_b;
-        counts[lid] = total;
-      }
-    }
-    workgroupBarrier();
-  }
-  if (lid == 0u) {
-    let slot = (c * ${partitions}u + part) * 3u;
-    partials[slot] = counts[0];
-    partials[slot + 1u] = means[0];
-    partials[slot + 2u] = m2s[0];
-  }
+  partials[2u * slot] = sum;
+  partials[2u * slot + 1u] = squares;
 }
 `,
   };
 }
 
 /**
- * Training statistics: merges a channel's partials into its mean and 1/sqrt(biased var + eps), written
- * to `stats` (mean in [0, C), inverse std in [C, 2C)), and updates the running mean and running
- * (unbiased) variance in place with `momentum`, as torch.nn.BatchNorm does.
- * Bindings: partials, stats, running_mean, running_var.
+ * Training statistics: adds a channel's partials into its mean and 1/sqrt(biased var + eps), and the
+ * affine form y = x * scale + shift of the normalisation, written to `stats` ([STATS_ROWS, C]); updates
+ * the running mean and running (unbiased) variance in place with `momentum`, as torch.nn.BatchNorm does.
+ * Bindings: x, partials, weight, bias, stats, running_mean, running_var.
  */
 export function batchNormTrainStatsKernel(
   shape: BatchNormShape,
@@ -128,35 +137,39 @@ export function batchNormTrainStatsKernel(
 ): BatchNormKernel {
   const { partitions, perChannel } = reductionSplit(shape);
   const C = shape.channels;
-  const grid = gridFor(C);
+  const grid = gridFor(C, REDUCE_WORKGROUP);
   return {
     key: `batch_norm_train_stats:${shapeKey(shape)}:${momentum}:${eps}`,
     workgroups: grid.workgroups,
     wgsl: () => `
-@group(0) @binding(0) var<storage, read> partials: array<f32>;
-@group(0) @binding(1) var<storage, read_write> stats: array<f32>;
-@group(0) @binding(2) var<storage, read_write> running_mean: array<f32>;
-@group(0) @binding(3) var<storage, read_write> running_var: array<f32>;
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> partials: array<f32>;
+@group(0) @binding(2) var<storage, read> weight: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> stats: array<f32>;
+@group(0) @binding(5) var<storage, read_write> running_mean: array<f32>;
+@group(0) @binding(6) var<storage, read_write> running_var: array<f32>;
 
-@compute @workgroup_size(${WORKGROUP_SIZE})
+@compute @workgroup_size(${REDUCE_WORKGROUP})
 fn main(@builtin(global_invocation_id) gid: vec3u) {
   let c = gid.x + gid.y * ${grid.rowStride}u;
   if (c >= ${C}u) { return; }
-  var count = 0.0;
-  var mean = 0.0;
-  var m2 = 0.0;
+  var sum = 0.0;
+  var squares = 0.0;
   for (var p = 0u; p < ${partitions}u; p++) {
-    let slot = (c * ${partitions}u + p) * 3u;
-    let count_b = partials[slot];
-    let total = count + count_b;
-    let delta = partials[slot + 1u] - mean;
-    let share_b = count_b / total;
-    mean += delta * share_b;
-    m2 += partials[slot + 2u] + delta * delta * count * share_b;
-    count = total;
+    let slot = c * ${partitions}u + p;
+    sum += partials[2u * slot];
+    squares += partials[2u * slot + 1u];
   }
+  let offset = sum / ${f32(perChannel)};
+  let mean = x[c * ${shape.spatial}u] + offset;
+  let m2 = max(squares - sum * offset, 0.0);
+  let inv_std = 1.0 / sqrt(m2 / ${f32(perChannel)} + ${f32(eps)});
+  let scale = weight[c] * inv_std;
   stats[c] = mean;
-  stats[${C}u + c] = 1.0 / sqrt(m2 / ${f32(perChannel)} + ${f32(eps)});
+  stats[${C}u + c] = inv_std;
+  stats[${2 * C}u + c] = scale;
+  stats[${3 * C}u + c] = bias[c] - mean * scale;
   running_mean[c] = ${f32(1 - momentum)} * running_mean[c] + ${f32(momentum)} * mean;
   running_var[c] = ${f32(1 - momentum)} * running_var[c] + ${f32(momentum)} * (m2 / ${f32(perChannel - 1)});
 }
@@ -164,153 +177,176 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   };
 }
 
-/** Evaluation statistics from the running ones. Bindings: running_mean, running_var, stats. */
+/** Evaluation statistics from the running ones. Bindings: running_mean, running_var, weight, bias, stats. */
 export function batchNormEvalStatsKernel(channels: number, eps: number): BatchNormKernel {
-  const grid = gridFor(channels);
+  const grid = gridFor(channels, REDUCE_WORKGROUP);
+  const C = channels;
   return {
     key: `batch_norm_eval_stats:${channels}:${eps}`,
     workgroups: grid.workgroups,
     wgsl: () => `
 @group(0) @binding(0) var<storage, read> running_mean: array<f32>;
 @group(0) @binding(1) var<storage, read> running_var: array<f32>;
-@group(0) @binding(2) var<storage, read_write> stats: array<f32>;
+@group(0) @binding(2) var<storage, read> weight: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> stats: array<f32>;
 
-@compute @workgroup_size(${WORKGROUP_SIZE})
+@compute @workgroup_size(${REDUCE_WORKGROUP})
 fn main(@builtin(global_invocation_id) gid: vec3u) {
   let c = gid.x + gid.y * ${grid.rowStride}u;
-  if (c >= ${channels}u) { return; }
-  stats[c] = running_mean[c];
-  stats[${channels}u + c] = 1.0 / sqrt(running_var[c] + ${f32(eps)});
+  if (c >= ${C}u) { return; }
+  let mean = running_mean[c];
+  let inv_std = 1.0 / sqrt(running_var[c] + ${f32(eps)});
+  let scale = weight[c] * inv_std;
+  stats[c] = mean;
+  stats[${C}u + c] = inv_std;
+  stats[${2 * C}u + c] = scale;
+  stats[${3 * C}u + c] = bias[c] - mean * scale;
 }
 `,
   };
 }
 
-/** Per-element channel index and normalised value x_hat, shared by the elementwise kernels. */
-function elementPrologue(shape: BatchNormShape, grid: { rowStride: number }): string {
+/** The elementwise kernels' prologue: `base`, the flat index of this invocation's run, and its channel. */
+function runPrologue(shape: BatchNormShape): { grid: ReturnType<typeof gridFor>; code: string } {
   const { batch, channels: C, spatial: S } = shape;
-  return `
-  let i = gid.x + gid.y * ${grid.rowStride}u;
-  if (i >= ${batch * C * S}u) { return; }
-  let c = (i / ${S}u) % ${C}u;
-  let inv_std = stats[${C}u + c];`;
+  const run = elementRun(shape);
+  const runs = (batch * C * S) / run;
+  const grid = gridFor(runs, ELEMENT_WORKGROUP);
+  const code = `
+  let r = gid.x + gid.y * ${grid.rowStride}u;
+  if (r >= ${runs}u) { return; }
+  let base = r * ${run}u;
+  let c = (base / ${S}u) % ${C}u;`;
+  return { grid, code };
 }
 
-/** y = (x - mean) * inv_std * weight + bias. Bindings: x, stats, weight, bias, y. */
+/** y = x * scale + shift. Bindings: x, stats, y. */
 export function batchNormNormalizeKernel(shape: BatchNormShape): BatchNormKernel {
-  const grid = gridFor(shape.batch * shape.channels * shape.spatial);
+  const { grid, code } = runPrologue(shape);
+  const C = shape.channels;
   return {
     key: `batch_norm_normalize:${shapeKey(shape)}`,
     workgroups: grid.workgroups,
     wgsl: () => `
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> stats: array<f32>;
-@group(0) @binding(2) var<storage, read> weight: array<f32>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
 
-@compute @workgroup_size(${WORKGROUP_SIZE})
+@compute @workgroup_size(${ELEMENT_WORKGROUP})
 fn main(@builtin(global_invocation_id) gid: vec3u) {
-${elementPrologue(shape, grid)}
-  y[i] = (x[i] - stats[c]) * inv_std * weight[c] + bias[c];
+${code}
+  let scale = stats[${2 * C}u + c];
+  let shift = stats[${3 * C}u + c];
+  for (var i = base; i < base + ${elementRun(shape)}u; i++) {
+    y[i] = x[i] * scale + shift;
+  }
 }
 `,
   };
 }
 
 /**
- * Per (chunk, channel): sum of dL/dy and sum of dL/dy * x_hat (the bias and weight gradients).
- * Bindings: grad_y, x, stats, partials (C * partitions * 2). Grid: [partitions, C].
+ * Per (channel, chunk): sum of dL/dy and of dL/dy * (x - mean).
+ * Bindings: grad_y, x, stats, partials (C * partitions * 2, channel-major).
  */
 export function batchNormGradSumsKernel(shape: BatchNormShape): BatchNormKernel {
-  const { partitions } = reductionSplit(shape);
-  const C = shape.channels;
+  const { grid, code } = chunkPrologue(shape);
   return {
     key: `batch_norm_grad_sums:${shapeKey(shape)}`,
-    workgroups: [partitions, C],
+    workgroups: grid.workgroups,
     wgsl: () => `
 @group(0) @binding(0) var<storage, read> grad_y: array<f32>;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> stats: array<f32>;
 @group(0) @binding(3) var<storage, read_write> partials: array<f32>;
 
-var<workgroup> sums: array<vec2f, ${WORKGROUP_SIZE}>;
-
-@compute @workgroup_size(${WORKGROUP_SIZE})
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
-${chunkPrologue(shape)}
-  let mean = stats[c];
-  let inv_std = stats[${C}u + c];
-  var sum = vec2f(0.0);
-  for (var k = start + lid; k < end; k += ${WORKGROUP_SIZE}u) {
-    let g = ${channelValue("grad_y", shape)};
-    let x_hat = (${channelValue("x", shape)} - mean) * inv_std;
-    sum += vec2f(g, g * x_hat);
-  }
-  sums[lid] = sum;
-  workgroupBarrier();
-  for (var stride = ${WORKGROUP_SIZE / 2}u; stride > 0u; stride >>= 1u) {
-    if (lid < stride) {
-      sums[lid] = sums[lid] + sums[lid + stride];
-    }
-    workgroupBarrier();
-  }
-  if (lid == 0u) {
-    let slot = (c * ${partitions}u + part) * 2u;
-    partials[slot] = sums[0].x;
-    partials[slot + 1u] = sums[0].y;
-  }
-}
-`,
-  };
-}
-
-/** Adds a channel's partial sums: grad_bias = sum dL/dy, grad_weight = sum dL/dy * x_hat. */
-export function batchNormGradParamsKernel(shape: BatchNormShape): BatchNormKernel {
-  const { partitions } = reductionSplit(shape);
-  const C = shape.channels;
-  const grid = gridFor(C);
-  return {
-    key: `batch_norm_grad_params:${shapeKey(shape)}`,
-    workgroups: grid.workgroups,
-    wgsl: () => `
-@group(0) @binding(0) var<storage, read> partials: array<f32>;
-@group(0) @binding(1) var<storage, read_write> grad_weight: array<f32>;
-@group(0) @binding(2) var<storage, read_write> grad_bias: array<f32>;
-
-@compute @workgroup_size(${WORKGROUP_SIZE})
+@compute @workgroup_size(${REDUCE_WORKGROUP})
 fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let c = gid.x + gid.y * ${grid.rowStride}u;
-  if (c >= ${C}u) { return; }
-  var sum = vec2f(0.0);
-  for (var p = 0u; p < ${partitions}u; p++) {
-    let slot = (c * ${partitions}u + p) * 2u;
-    sum += vec2f(partials[slot], partials[slot + 1u]);
+${code}
+  let mean = stats[c];
+  var sum = 0.0;
+  var product = 0.0;
+  for (var j = 0u; j < count; j++) {
+    let g = grad_y[idx];
+    sum += g;
+    product += g * (x[idx] - mean);
+    ${nextValue(shape)}
   }
-  grad_bias[c] = sum.x;
-  grad_weight[c] = sum.y;
+  partials[2u * slot] = sum;
+  partials[2u * slot + 1u] = product;
 }
 `,
   };
 }
 
 /**
- * dL/dx. Training (through the batch statistics):
- *   weight * inv_std * (g - grad_bias / M - x_hat * grad_weight / M), M = N * spatial.
- * Bindings: grad_y, x, stats, weight, grad_weight, grad_bias, grad_x.
- * Evaluation (constant statistics): weight * inv_std * g. Bindings: grad_y, stats, weight, grad_x.
+ * Adds a channel's partial sums into grad_bias = sum dL/dy and grad_weight = sum dL/dy * x_hat, and
+ * writes the input gradient's per-channel coefficients ([GRAD_ROWS, C]) so that, in training,
+ *   dL/dx = weight * inv_std * (g - grad_bias / M - x_hat * grad_weight / M)      (M = N * spatial)
+ *         = a * g + b * (x - mean) + d.
+ * Bindings: partials, stats, weight, grad_weight, grad_bias, coefficients.
+ */
+export function batchNormGradParamsKernel(shape: BatchNormShape): BatchNormKernel {
+  const { partitions, perChannel } = reductionSplit(shape);
+  const C = shape.channels;
+  const grid = gridFor(C, REDUCE_WORKGROUP);
+  return {
+    key: `batch_norm_grad_params:${shapeKey(shape)}`,
+    workgroups: grid.workgroups,
+    wgsl: () => `
+@group(0) @binding(0) var<storage, read> partials: array<f32>;
+@group(0) @binding(1) var<storage, read> stats: array<f32>;
+@group(0) @binding(2) var<storage, read> weight: array<f32>;
+@group(0) @binding(3) var<storage, read_write> grad_weight: array<f32>;
+@group(0) @binding(4) var<storage, read_write> grad_bias: array<f32>;
+@group(0) @binding(5) var<storage, read_write> coefficients: array<f32>;
+
+@compute @workgroup_size(${REDUCE_WORKGROUP})
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let c = gid.x + gid.y * ${grid.rowStride}u;
+  if (c >= ${C}u) { return; }
+  var sum = 0.0;
+  var product = 0.0;
+  for (var p = 0u; p < ${partitions}u; p++) {
+    let slot = c * ${partitions}u + p;
+    sum += partials[2u * slot];
+    product += partials[2u * slot + 1u];
+  }
+  let inv_std = stats[${C}u + c];
+  let gw = product * inv_std;
+  grad_bias[c] = sum;
+  grad_weight[c] = gw;
+  let a = weight[c] * inv_std;
+  coefficients[c] = a;
+  coefficients[${C}u + c] = -a * gw * inv_std / ${f32(perChannel)};
+  coefficients[${2 * C}u + c] = -a * sum / ${f32(perChannel)};
+}
+`,
+  };
+}
+
+/**
+ * dL/dx. Training: a * g + b * (x - mean) + d with the coefficients of batchNormGradParamsKernel.
+ * Bindings: grad_y, x, stats, coefficients, grad_x.
+ * Evaluation (constant statistics): scale * g. Bindings: grad_y, stats, grad_x.
  */
 export function batchNormGradInputKernel(shape: BatchNormShape, training: boolean): BatchNormKernel {
-  const grid = gridFor(shape.batch * shape.channels * shape.spatial);
-  const { perChannel } = reductionSplit(shape);
-  const bindings = training
-    ? ["grad_y", "x", "stats", "weight", "grad_weight", "grad_bias"]
-    : ["grad_y", "stats", "weight"];
+  const { grid, code } = runPrologue(shape);
+  const C = shape.channels;
+  const bindings = training ? ["grad_y", "x", "stats", "coefficients"] : ["grad_y", "stats"];
   const body = training
-    ? `let x_hat = (x[i] - stats[c]) * inv_std;
-  let scale = ${f32(1 / perChannel)};
-  grad_x[i] = weight[c] * inv_std * (grad_y[i] - grad_bias[c] * scale - x_hat * grad_weight[c] * scale);`
-    : `grad_x[i] = weight[c] * inv_std * grad_y[i];`;
+    ? `let mean = stats[c];
+  let a = coefficients[c];
+  let b = coefficients[${C}u + c];
+  let d = coefficients[${2 * C}u + c];
+  for (var i = base; i < base + ${elementRun(shape)}u; i++) {
+    grad_x[i] = a * grad_y[i] + b * (x[i] - mean) + d;
+  }`
+    : `let scale = stats[${2 * C}u + c];
+  for (var i = base; i < base + ${elementRun(shape)}u; i++) {
+    grad_x[i] = scale * grad_y[i];
+  }`;
   return {
     key: `batch_norm_grad_input:${shapeKey(shape)}:${training ? "train" : "eval"}`,
     workgroups: grid.workgroups,
@@ -318,9 +354,9 @@ export function batchNormGradInputKernel(shape: BatchNormShape, training: boolea
 ${bindings.map((name, i) => `@group(0) @binding(${i}) var<storage, read> ${name}: array<f32>;`).join("\n")}
 @group(0) @binding(${bindings.length}) var<storage, read_write> grad_x: array<f32>;
 
-@compute @workgroup_size(${WORKGROUP_SIZE})
+@compute @workgroup_size(${ELEMENT_WORKGROUP})
 fn main(@builtin(global_invocation_id) gid: vec3u) {
-${elementPrologue(shape, grid)}
+${code}
   ${body}
 }
 `,

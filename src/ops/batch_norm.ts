@@ -8,7 +8,9 @@ import {
   type BatchNormShape,
   batchNormStatsKernel,
   batchNormTrainStatsKernel,
+  GRAD_ROWS,
   reductionSplit,
+  STATS_ROWS,
 } from "../../kernels/batch_norm.ts";
 import { dispatch } from "../gpu/kernels.ts";
 import { currentTape, record } from "../tensor/tape.ts";
@@ -71,30 +73,27 @@ export function batchNorm(x: Tensor, state: BatchNormState, options: BatchNormOp
         "more than 1 to estimate a variance (use a larger batch or evaluation mode)",
     );
   }
-  // Mean in [0, C), 1/sqrt(var + eps) in [C, 2C): the statistics this call normalised with.
-  const stats = Tensor.empty([2, C], { name: `${x.name}_bn_stats` });
+  // Mean, 1/std, and the affine form (scale, shift) this call normalised with.
+  const stats = Tensor.empty([STATS_ROWS, C], { name: `${x.name}_bn_stats` });
+  const { weight, bias, runningMean, runningVar } = state;
   if (options.training) {
-    const partials = Tensor.empty([C, partitions, 3], { name: `${x.name}_bn_partials` });
+    const partials = Tensor.empty([C, partitions, 2], { name: `${x.name}_bn_partials` });
     const reduce = batchNormStatsKernel(shape);
     dispatch(reduce, [x.buffer, partials.buffer], reduce.workgroups);
     const finish = batchNormTrainStatsKernel(shape, momentum, eps);
     dispatch(
       finish,
-      [partials.buffer, stats.buffer, state.runningMean.buffer, state.runningVar.buffer],
+      [x, partials, weight, bias, stats, runningMean, runningVar].map((t) => t.buffer),
       finish.workgroups,
     );
     partials.dispose();
   } else {
     const finish = batchNormEvalStatsKernel(C, eps);
-    dispatch(finish, [state.runningMean.buffer, state.runningVar.buffer, stats.buffer], finish.workgroups);
+    dispatch(finish, [runningMean, runningVar, weight, bias, stats].map((t) => t.buffer), finish.workgroups);
   }
   const y = Tensor.empty(x.shape, { name: `${x.name}_bn` });
   const normalize = batchNormNormalizeKernel(shape);
-  dispatch(
-    normalize,
-    [x.buffer, stats.buffer, state.weight.buffer, state.bias.buffer, y.buffer],
-    normalize.workgroups,
-  );
+  dispatch(normalize, [x.buffer, stats.buffer, y.buffer], normalize.workgroups);
 
   const inputs = [x, state.weight, state.bias];
   if (currentTape() === undefined || !inputs.some((t) => t.requiresGrad)) {
@@ -105,18 +104,24 @@ export function batchNorm(x: Tensor, state: BatchNormState, options: BatchNormOp
     const partials = Tensor.empty([C, partitions, 2], { name: `${x.name}_bn_grad_partials` });
     const sums = batchNormGradSumsKernel(shape);
     dispatch(sums, [gradY.buffer, x.buffer, stats.buffer, partials.buffer], sums.workgroups);
-    const gradWeight = Tensor.empty(state.weight.shape, { name: `${state.weight.name}_grad` });
-    const gradBias = Tensor.empty(state.bias.shape, { name: `${state.bias.name}_grad` });
+    const gradWeight = Tensor.empty(weight.shape, { name: `${weight.name}_grad` });
+    const gradBias = Tensor.empty(bias.shape, { name: `${bias.name}_grad` });
+    const coefficients = Tensor.empty([GRAD_ROWS, C], { name: `${x.name}_bn_grad_coefficients` });
     const params = batchNormGradParamsKernel(shape);
-    dispatch(params, [partials.buffer, gradWeight.buffer, gradBias.buffer], params.workgroups);
+    dispatch(
+      params,
+      [partials, stats, weight, gradWeight, gradBias, coefficients].map((t) => t.buffer),
+      params.workgroups,
+    );
     partials.dispose();
-    if (!x.requiresGrad) return [null, gradWeight, gradBias];
-    const gradX = Tensor.empty(x.shape, { name: `${x.name}_grad` });
-    const input = batchNormGradInputKernel(shape, options.training);
-    const buffers = options.training
-      ? [gradY, x, stats, state.weight, gradWeight, gradBias, gradX]
-      : [gradY, stats, state.weight, gradX];
-    dispatch(input, buffers.map((t) => t.buffer), input.workgroups);
+    let gradX: Tensor | null = null;
+    if (x.requiresGrad) {
+      gradX = Tensor.empty(x.shape, { name: `${x.name}_grad` });
+      const input = batchNormGradInputKernel(shape, options.training);
+      const buffers = options.training ? [gradY, x, stats, coefficients, gradX] : [gradY, stats, gradX];
+      dispatch(input, buffers.map((t) => t.buffer), input.workgroups);
+    }
+    coefficients.dispose();
     return [gradX, gradWeight, gradBias];
   });
 }
