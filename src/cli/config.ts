@@ -208,7 +208,8 @@ function integer(flag: string, text: string, min: number): number {
 function real(flag: string, text: string, min: number, max = Infinity): number {
   const value = Number(text);
   if (text.trim() === "" || !Number.isFinite(value) || value < min || value > max) {
-    fail(flag, text, max === Infinity ? `a number >= ${min}` : `a number in [${min}, ${max}]`);
+    const lower = min === Number.MIN_VALUE ? "> 0" : `>= ${min}`;
+    fail(flag, text, max === Infinity ? `a number ${lower}` : `a number in [${min}, ${max}]`);
   }
   return value;
 }
@@ -239,8 +240,13 @@ function convert(flag: string, text: string): unknown {
       if (parts.includes("none") && parts.length > 1) fail(flag, text, "none alone, or a list without none");
       return parts;
     }
-    case "sb-places":
-      return text.split(",").map((s) => integer(flag, s, 1));
+    case "sb-places": {
+      const places = text.split(",").map((s) => s.trim());
+      if (!places.every((s) => /^\d+$/.test(s) && Number(s) >= 1)) {
+        fail(flag, text, "comma-separated whole numbers >= 1 (blocks between modules)");
+      }
+      return places.map(Number);
+    }
     case "sb-kernels":
       return text.split(",").map((group) => {
         if (!/^[7531]+$/.test(group.trim())) {
@@ -316,6 +322,9 @@ export function parseConfig(
 export function validate(config: RunConfig): void {
   if (config.dataset !== "mnist" && !config.dataDir) {
     throw new Error(`--data-dir: the ${config.dataset} data set needs its folder (see README, Data sets)`);
+  }
+  if (config.dataset === "es-imagenet" && 8 % config.T !== 0) {
+    fail("T", config.T, "1, 2, 4 or 8 for es-imagenet (T must divide its 8 time bins)");
   }
   if (config.warmupEpochs >= config.epochs && !config.testOnly) {
     fail("warmup-epochs", config.warmupEpochs, `fewer than --epochs (${config.epochs})`);

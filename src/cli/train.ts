@@ -2,12 +2,12 @@
  * `deno task train`: flags -> run configuration -> data sources, model, optimizer -> the training loop
  * (or evaluation, or the gradient probe). Every input problem stops with a message before any work.
  */
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { describeAdapter, initGpu } from "../gpu/device.ts";
 import { synchronize } from "../gpu/kernels.ts";
 import { readCheckpoint } from "../io/checkpoint.ts";
 import { loadSafetensors, saveSafetensors } from "../io/state_dict.ts";
-import { createModel, type ModelOptions } from "../models/registry.ts";
+import { createModel, type ModelOptions, type SpikingModel } from "../models/registry.ts";
 import { createOptimizer } from "../optim/optimizer.ts";
 import { RunFolder } from "../pipeline/run_folder.ts";
 import { openSources } from "../pipeline/sources.ts";
@@ -43,6 +43,33 @@ export function modelOptionsFor(config: RunConfig, numClasses: number, inChannel
   return options;
 }
 
+/** Builds the model; surrogate positions past the last block are reported against the flag that set them. */
+function buildModel(config: RunConfig, options: ModelOptions): SpikingModel {
+  try {
+    return createModel(config.model, options);
+  } catch (error) {
+    const message = (error as Error).message;
+    if (!message.startsWith("surrogate modules: ")) throw error;
+    throw new Error(
+      `--sb-places: got ${config.sbPlaces.join(",")} for --model ${config.model}: ` +
+        message.slice("surrogate modules: ".length),
+    );
+  }
+}
+
+/** Fails before any work, not after training, when the weights could not be exported to `path`. */
+async function requireWritable(flag: string, path: string): Promise<void> {
+  const probe = join(dirname(path), `.${basename(path)}.${Deno.pid}.probe`);
+  try {
+    if ((await Deno.stat(path).catch(() => null))?.isDirectory) throw new Error("it is a directory");
+    await Deno.writeFile(probe, new Uint8Array());
+    await Deno.remove(probe);
+  } catch (error) {
+    const reason = (error as Error).message;
+    throw new Error(`--${flag}: cannot write ${path} (${reason}); expected a file path in a writable folder`);
+  }
+}
+
 function defaultOutputDir(config: RunConfig): string {
   const stamp = new Date().toISOString().replace(/[:.]/g, "-").slice(0, 19);
   return join("runs", `${config.preset}-${config.model}${config.noSb ? "-nosb" : ""}-${stamp}`);
@@ -54,7 +81,10 @@ export async function main(args: string[]): Promise<number> {
     console.log(helpText());
     return 0;
   }
-  const gpu = await initGpu({ requireF16: config.f16 });
+  if (config.exportWeights) await requireWritable("export-weights", config.exportWeights);
+  const gpu = await initGpu({ requireF16: config.f16 }).catch((error: Error) => {
+    throw config.f16 ? new Error(`--f16: ${error.message}`) : error;
+  });
   console.log(`adapter: ${describeAdapter(gpu.adapter)}`);
   if (config.f16) {
     throw new Error(
@@ -68,7 +98,7 @@ export async function main(args: string[]): Promise<number> {
   const { train, test, inChannels } = await openSources(config);
   try {
     const modelOptions = modelOptionsFor(config, train.numClasses, inChannels);
-    const model = createModel(config.model, modelOptions);
+    const model = buildModel(config, modelOptions);
     const optimizer = createOptimizer(config.optimizer, model.parameters(), {
       lr: config.lr,
       momentum: config.momentum,

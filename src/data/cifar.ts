@@ -105,7 +105,13 @@ export class CifarDataset implements Dataset {
     for (const file of spec.files[split]) {
       const path = joinPath(folder, file);
       const bytes = readFileOrThrow(path, spec.what);
-      if (bytes.byteLength === 0 || bytes.byteLength % this.recordBytes !== 0) {
+      if (bytes.byteLength === 0) {
+        throw new Error(
+          `${spec.what}: ${path} is empty; expected records of ${this.recordBytes} bytes ` +
+            `(${spec.labelBytes} label byte(s) + 3072 pixel bytes): re-extract the binary archive`,
+        );
+      }
+      if (bytes.byteLength % this.recordBytes !== 0) {
         throw new Error(
           `${spec.what}: ${path} is ${bytes.byteLength} bytes, not a multiple of ${this.recordBytes} ` +
             `(one record = ${spec.labelBytes} label byte(s) + 3072 pixel bytes): the file is truncated or corrupt; ` +

@@ -52,7 +52,11 @@ export class Cifar10DvsDataset implements Dataset {
       ? joinPath(options.dataDir, "events_np")
       : options.dataDir;
     this.classNames = subdirectories(root);
-    if (this.classNames.length === 0) throw new Error(`cifar10-dvs: ${root} has no class folders`);
+    if (this.classNames.length === 0) {
+      throw new Error(
+        `cifar10-dvs: ${root} has no class folders; expected one folder of .npz files per class`,
+      );
+    }
     this.T = options.T ?? 10;
     if (!Number.isInteger(this.T) || this.T < 1) {
       throw new Error(`cifar10-dvs: T = ${options.T} must be a positive integer`);
@@ -60,9 +64,11 @@ export class Cifar10DvsDataset implements Dataset {
     const ratio = options.trainRatio ?? 0.9;
     const seed = options.splitSeed ?? 0;
     const train = (options.split ?? "train") === "train";
+    let fileCount = 0;
     this.classNames.forEach((className, label) => {
       const folder = joinPath(root, className);
       const files = filesIn(folder, (name) => name.endsWith(".npz"));
+      fileCount += files.length;
       const order = permutation(files.length, Rng.seeded(seed, label));
       const cut = Math.ceil(files.length * ratio);
       const chosen = train ? order.subarray(0, cut) : order.subarray(cut);
@@ -71,6 +77,12 @@ export class Cifar10DvsDataset implements Dataset {
         this.labels.push(label);
       }
     });
+    if (fileCount === 0) {
+      throw new Error(
+        `cifar10-dvs: ${root} holds no .npz files in its class folders (${this.classNames.join(", ")}); ` +
+          "expected one .npz of events (t, x, y, p) per sample",
+      );
+    }
     this.length = this.paths.length;
     this.numClasses = this.classNames.length;
     this.sampleShape = [this.T, 2, DVS_SIZE, DVS_SIZE];

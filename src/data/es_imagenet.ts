@@ -87,7 +87,9 @@ export class EsImageNetDataset implements Dataset {
     const entries = format === "events"
       ? this.parseEventLabels(text, labelPath)
       : this.parseCsvLabels(text, labelPath);
-    if (entries.length === 0) throw new Error(`es-imagenet: ${labelPath} lists no samples`);
+    if (entries.length === 0) {
+      throw new Error(`es-imagenet: ${labelPath} lists no samples; expected one line per sample`);
+    }
     // Paths in the label file are relative to the split folder (official loader) or to the root.
     const splitDir = joinPath(options.dataDir, split === "train" ? "train" : "val");
     const first = entries[0].path;

@@ -57,7 +57,9 @@ export class ImageNetDataset implements Dataset {
     requireDirectory(splitDir, "imagenet");
     const trainDir = joinPath(options.dataDir, "train");
     this.classNames = subdirectories(isDirectory(trainDir) ? trainDir : splitDir);
-    if (this.classNames.length === 0) throw new Error(`imagenet: ${splitDir} has no class folders (<wnid>/)`);
+    if (this.classNames.length === 0) {
+      throw new Error(`imagenet: ${splitDir} has no class folders; expected <wnid>/ folders of .JPEG files`);
+    }
     const classIndex = new Map(this.classNames.map((wnid, i) => [wnid, i]));
     const labels: number[] = [];
     for (const wnid of subdirectories(splitDir)) {
@@ -73,7 +75,9 @@ export class ImageNetDataset implements Dataset {
       }
     }
     if (this.paths.length === 0) {
-      throw new Error(`imagenet: ${splitDir} holds no .JPEG files in its class folders`);
+      throw new Error(
+        `imagenet: ${splitDir} holds no .JPEG files in its class folders; expected at least one image`,
+      );
     }
     this.labels = Int32Array.from(labels);
     this.length = this.paths.length;

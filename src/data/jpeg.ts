@@ -74,7 +74,8 @@ export async function decodeJpeg(bytes: Uint8Array, source: string): Promise<Ima
       ? wasmError.message
       : String((wasmError as { message?: string })?.message ?? wasmError);
     throw new Error(
-      `jpeg: ${source} does not decode (libjpeg: ${first}; jpeg-js: ${(error as Error).message})`,
+      `jpeg: ${source} does not decode (libjpeg: ${first}; jpeg-js: ${(error as Error).message}); ` +
+        "expected a baseline or progressive JPEG (truncated or not an image?)",
     );
   }
 }

@@ -223,6 +223,8 @@ export class DataLoader {
     const count = this.batchesPerEpoch;
     const inFlight: { index: number; promise: Promise<Omit<Batch, "epoch" | "index">> }[] = [];
     let next = startBatch;
+    let delivered = 0;
+    let skipped = 0;
     const launch = () => {
       const indices = order.slice(next * this.batchSize, Math.min((next + 1) * this.batchSize, order.length));
       const promise = this.produce(epoch, indices);
@@ -236,8 +238,17 @@ export class DataLoader {
       const batch = await promise;
       if (next < count) launch();
       this.skippedCount += batch.skipped;
+      skipped += batch.skipped;
       if (batch.labels.length === 0) continue;
+      delivered += batch.labels.length;
       yield { ...batch, epoch, index };
+    }
+    // Training on nothing would "succeed" with empty metrics and checkpoints; stop instead.
+    if (delivered === 0 && skipped > 0) {
+      throw new Error(
+        `${this.dataset.name}: all ${skipped} samples of epoch ${epoch + 1} were skipped as unreadable ` +
+          "(the warnings above name the files); expected at least one readable sample",
+      );
     }
   }
 

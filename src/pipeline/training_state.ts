@@ -53,8 +53,19 @@ export async function captureCheckpoint(sources: StateSources, progress: Progres
   };
 }
 
-/** Options that fix parameter shapes; a checkpoint must agree on all of them (T may differ: staged T). */
-const SHAPE_OPTIONS = ["numClasses", "inChannels", "imagenetStem", "surrogate", "depth", "widths", "width"];
+/**
+ * Options that fix parameter shapes, with the flags that set them; a checkpoint must agree on all of them
+ * (T may differ: staged T).
+ */
+const SHAPE_OPTIONS: Record<string, string> = {
+  numClasses: "--dataset (its class count)",
+  inChannels: "--dataset (its input channels)",
+  imagenetStem: "--dataset (over 200 classes: ImageNet stem)",
+  surrogate: "--sb-places, --sb-kernels, --sb-width, --sb-local and --no-sb",
+  depth: "--depth",
+  widths: "--width",
+  width: "--width",
+};
 
 /**
  * Restores weights and optimizer state into freshly built ones and returns where the run stands.
@@ -68,15 +79,17 @@ export async function restoreCheckpoint(
 ): Promise<Progress> {
   if (checkpoint.model.name !== sources.modelName) {
     throw new Error(
-      `--resume: ${source} holds a ${checkpoint.model.name} model, this run builds ${sources.modelName}`,
+      `--resume: ${source} holds a ${checkpoint.model.name} model, this run builds ${sources.modelName}; ` +
+        `expected --model ${checkpoint.model.name}`,
     );
   }
-  for (const key of SHAPE_OPTIONS) {
+  for (const [key, flags] of Object.entries(SHAPE_OPTIONS)) {
     const saved = JSON.stringify(checkpoint.model.options[key] ?? null);
     const wanted = JSON.stringify(sources.modelOptions[key] ?? null);
     if (saved !== wanted) {
       throw new Error(
-        `--resume: ${source} was trained with model option ${key}=${saved}, this run asks for ${wanted}`,
+        `--resume: ${source} was trained with model option ${key}=${saved}, this run asks for ${wanted}; ` +
+          `expected the checkpoint's ${flags}, which fix weight shapes (--T may change)`,
       );
     }
   }
@@ -92,14 +105,21 @@ export async function restoreCheckpoint(
   loadStateDict(sources.model, arrays, { source });
   if (checkpoint.optimizer) {
     const { kind, step, lr, slots } = checkpoint.optimizer;
-    const { hyper } = await sources.optimizer.exportState();
+    const { hyper, kind: currentKind } = await sources.optimizer.exportState();
     const restored: Record<string, Float32Array[]> = {};
     for (const [slot, arraysOfSlot] of Object.entries(slots)) {
       restored[slot] = arraysOfSlot.map((a, i) =>
         restoreArray(a, `${source}: optimizer ${slot}[${i}]`) as Float32Array
       );
     }
-    sources.optimizer.importState({ kind, step, lr, hyper, slots: restored });
+    try {
+      sources.optimizer.importState({ kind, step, lr, hyper, slots: restored });
+    } catch (error) {
+      throw new Error(
+        `--resume: ${source} holds ${kind} optimizer state that this run's ${currentKind} optimizer cannot take ` +
+          `(${(error as Error).message}); expected --optimizer ${kind}, as in the checkpoint's run`,
+      );
+    }
   }
   const rng = checkpoint.rng as { batchInEpoch?: number } | null;
   return {
