@@ -1,19 +1,23 @@
 /**
- * Linear throughput at the model's shapes: the ResNet head at T*B = 32 (512*4 -> 512, a surrogate-module
- * Linear), the classifier at 512 rows (512 -> 10), and a large 1600 x 4096 -> 4096 layer. Each kernel of
- * the forward and backward is timed alone, then the whole op with its tape (forward + backward). With
- * LINEAR_SWEEP=1 it also times every tile of MATMUL_TILES on each kernel. The large layer (54 GFLOP a pass)
- * takes minutes on a software adapter (llvmpipe runs these GEMMs at well under 1 GFLOP/s), so there it
- * runs only with LINEAR_LARGE=1.
+ * Linear throughput at the model's shapes: the default training step's surrogate-module Linear
+ * (32 rows, 64 -> 512) and classifier (32 rows, 512 -> 10), and the 4096 -> 4096 Linear of the LIF-heavy
+ * compare config (bench/compare/step.ts "lif", 1600 rows; LINEAR_ROWS sets the rows, 160 by default on a
+ * software adapter, where a 1600-row pass takes minutes). Each GEMM of the forward and backward is timed
+ * alone with the tiling linear() picks, then the bias gradient and the whole op on a tape (forward +
+ * backward). On a software adapter the GPU's shared-memory tiling is timed too, for comparison (on the
+ * large layer only with LINEAR_SHARED=1: it runs there at about 0.2 GFLOP/s). LINEAR_SWEEP=1 also times
+ * a range of tiles on each GEMM: direct blocks on a software adapter, MATMUL_TILES on a GPU.
  *
  *   XDG_RUNTIME_DIR=/tmp deno bench -A bench/linear.bench.ts
  */
 import {
-  chooseMatmulTile,
   columnSumKernel,
+  defaultMatmulTile,
   MATMUL_TILES,
   matmulKernel,
+  type MatmulShape,
   type MatmulTile,
+  UNIFORM_BINDING_BYTES,
 } from "../kernels/matmul.ts";
 import { type AdapterDescription, initGpu } from "../src/gpu/device.ts";
 import { dispatch, synchronize } from "../src/gpu/kernels.ts";
@@ -27,12 +31,6 @@ interface LinearShape {
   inFeatures: number;
   outFeatures: number;
 }
-
-const SMALL_SHAPES: LinearShape[] = [
-  { rows: 32, inFeatures: 2048, outFeatures: 512 },
-  { rows: 512, inFeatures: 512, outFeatures: 10 },
-];
-const LARGE_SHAPE: LinearShape = { rows: 1600, inFeatures: 4096, outFeatures: 4096 };
 
 function isSoftware(adapter: AdapterDescription): boolean {
   return adapter.isFallbackAdapter || /llvmpipe|lavapipe|swiftshader/i.test(adapter.name);
@@ -52,8 +50,25 @@ function randomTensor(shape: readonly number[], name: string, requiresGrad = fal
 type Pass = "forward" | "grad x" | "grad W";
 const PASSES: Pass[] = ["forward", "grad x", "grad W"];
 
+/** The GEMM of one pass of Linear (see src/ops/linear.ts). */
+function passShape({ rows, inFeatures, outFeatures }: LinearShape, pass: Pass): MatmulShape {
+  return {
+    forward: { M: rows, N: outFeatures, K: inFeatures, transB: true, bias: true },
+    "grad x": { M: rows, N: inFeatures, K: outFeatures },
+    "grad W": { M: outFeatures, N: inFeatures, K: rows, transA: true },
+  }[pass];
+}
+
+function tileLabel(t: MatmulTile): string {
+  if (t.kind === "shared") {
+    return `shared ${t.blockM}x${t.blockN}x${t.blockK} thread ${t.threadM}x${t.threadN}`;
+  }
+  const uniforms = `${t.uniformA ? "A" : ""}${t.uniformB ? "B" : ""}`;
+  return `direct ${t.threadM}x${t.threadN} wg ${t.workgroup}${uniforms ? ` uniform ${uniforms}` : ""}`;
+}
+
 /** The tensors of one shape and the runs to time: each GEMM pass alone, and the whole op on a tape. */
-function workload(s: LinearShape) {
+function workload(s: LinearShape, cpuThreads: number | undefined) {
   const { rows, inFeatures, outFeatures } = s;
   const x = randomTensor([rows, inFeatures], "x", true);
   const weight = randomTensor([outFeatures, inFeatures], "weight", true);
@@ -64,30 +79,29 @@ function workload(s: LinearShape) {
   const gradWeight = Tensor.empty(weight.shape, { name: "gradWeight" });
   const gradBias = Tensor.empty(bias.shape, { name: "gradBias" });
   const flops = 2 * rows * inFeatures * outFeatures;
+  const buffers: Record<Pass, GPUBuffer[]> = {
+    forward: [x.buffer, weight.buffer, bias.buffer, out.buffer],
+    "grad x": [gradOut.buffer, weight.buffer, gradX.buffer],
+    "grad W": [gradOut.buffer, x.buffer, gradWeight.buffer],
+  };
+  const uniformReadable = (buffer: GPUBuffer) =>
+    (buffer.usage & GPUBufferUsage.UNIFORM) !== 0 && buffer.size <= UNIFORM_BINDING_BYTES;
   return {
     flops,
-    pass(pass: Pass, tile?: MatmulTile): () => void {
-      const [kernel, buffers] = {
-        forward: () =>
-          [
-            matmulKernel({ M: rows, N: outFeatures, K: inFeatures, transB: true, bias: true, tile }),
-            [x.buffer, weight.buffer, bias.buffer, out.buffer],
-          ] as const,
-        "grad x": () =>
-          [
-            matmulKernel({ M: rows, N: inFeatures, K: outFeatures, tile }),
-            [gradOut.buffer, weight.buffer, gradX.buffer],
-          ] as const,
-        "grad W": () =>
-          [
-            matmulKernel({ M: outFeatures, N: inFeatures, K: rows, transA: true, tile }),
-            [gradOut.buffer, x.buffer, gradWeight.buffer],
-          ] as const,
-      }[pass]();
-      return () => dispatch(kernel, buffers, kernel.workgroups);
+    /** The tiling linear() picks for `pass` (see src/ops/linear.ts). */
+    defaultTile(pass: Pass): MatmulTile {
+      const [a, b] = buffers[pass];
+      const cpu = cpuThreads === undefined
+        ? undefined
+        : { threads: cpuThreads, uniformA: uniformReadable(a), uniformB: uniformReadable(b) };
+      return defaultMatmulTile(passShape(s, pass), cpu);
+    },
+    pass(pass: Pass, tile: MatmulTile): () => void {
+      const kernel = matmulKernel({ ...passShape(s, pass), tile });
+      return () => dispatch(kernel, buffers[pass], kernel.workgroups);
     },
     gradBias(): () => void {
-      const kernel = columnSumKernel(rows, outFeatures);
+      const kernel = columnSumKernel(rows, outFeatures, cpuThreads);
       return () => dispatch(kernel, [gradOut.buffer, gradBias.buffer], kernel.workgroups);
     },
     /** The op as training uses it: forward on a tape, backward into the leaves' accumulated grads. */
@@ -105,56 +119,69 @@ function workload(s: LinearShape) {
   };
 }
 
-function tileLabel(t: MatmulTile): string {
-  return `${t.blockM}x${t.blockN}x${t.blockK} thread ${t.threadM}x${t.threadN}`;
-}
-
-function passTile(s: LinearShape, pass: Pass): MatmulTile {
-  const [m, n] = pass === "forward"
-    ? [s.rows, s.outFeatures]
-    : pass === "grad x"
-    ? [s.rows, s.inFeatures]
-    : [s.outFeatures, s.inFeatures];
-  return chooseMatmulTile(m, n);
-}
+/** Direct blocks for LINEAR_SWEEP on a software adapter: square and flat, small to large. */
+const SWEEP_DIRECT: MatmulTile[] = [
+  [4, 4],
+  [8, 8],
+  [8, 16],
+  [16, 8],
+  [16, 16],
+  [16, 32],
+  [32, 16],
+].map(([threadM, threadN]) => ({ kind: "direct", threadM, threadN, workgroup: 8 }));
 
 const { adapter } = await initGpu();
-const runLarge = Deno.env.get("LINEAR_LARGE") === "1" || !isSoftware(adapter);
-if (!runLarge) {
-  console.log(
-    `skipping ${label(LARGE_SHAPE)} on the software adapter ${adapter.name}; LINEAR_LARGE=1 runs it`,
-  );
-}
-const SHAPES = runLarge ? [...SMALL_SHAPES, LARGE_SHAPE] : SMALL_SHAPES;
+const software = isSoftware(adapter);
+const cpuThreads = software ? navigator.hardwareConcurrency : undefined;
+const largeRows = Number(Deno.env.get("LINEAR_ROWS") ?? (software ? 160 : 1600));
+const SHAPES: LinearShape[] = [
+  { rows: 32, inFeatures: 64, outFeatures: 512 },
+  { rows: 32, inFeatures: 512, outFeatures: 10 },
+  { rows: largeRows, inFeatures: 4096, outFeatures: 4096 },
+];
+const isLarge = (s: LinearShape) => s.inFeatures === 4096;
+const compareShared = (s: LinearShape) => software && (!isLarge(s) || Deno.env.get("LINEAR_SHARED") === "1");
 const runs = Number(Deno.env.get("LINEAR_RUNS") ?? 3);
 
-const rows: Measurement[] = [];
+const defaults: Measurement[] = [];
+const shared: Measurement[] = [];
 for (const s of SHAPES) {
-  const w = workload(s);
+  const w = workload(s, cpuThreads);
+  // A large pass takes seconds on a software adapter: one timed run (after the warm-up) is enough.
+  const passRuns = isLarge(s) && software ? 1 : runs;
   for (const pass of PASSES) {
-    rows.push(
-      await measure(
-        `${pass.padEnd(8)} ${label(s)} [${tileLabel(passTile(s, pass))}]`,
-        { flops: w.flops },
-        w.pass(pass),
-        runs,
-      ),
+    const tile = w.defaultTile(pass);
+    const name = `${pass.padEnd(8)} ${label(s)}`;
+    defaults.push(
+      await measure(`${name} [${tileLabel(tile)}]`, { flops: w.flops }, w.pass(pass, tile), passRuns),
     );
+    if (compareShared(s)) {
+      const sharedTile = defaultMatmulTile(passShape(s, pass));
+      shared.push(
+        await measure(
+          `${name} [${tileLabel(sharedTile)}]`,
+          { flops: w.flops },
+          w.pass(pass, sharedTile),
+          passRuns,
+        ),
+      );
+    }
   }
-  rows.push(
+  defaults.push(
     await measure(`grad b   ${label(s)}`, { bytes: 4 * (s.rows + 1) * s.outFeatures }, w.gradBias(), runs),
   );
-  rows.push(await measure(`op fwd+bwd ${label(s)}`, { flops: 3 * w.flops }, w.op(), runs));
+  defaults.push(await measure(`op fwd+bwd ${label(s)}`, { flops: 3 * w.flops }, w.op(), passRuns));
   w.dispose();
 }
-printTable("linear, default tiles (GFLOP/s counts 2 flops per multiply-add)", rows);
+printTable("linear, default tiling (GFLOP/s counts 2 flops per multiply-add)", defaults);
+if (shared.length) printTable("linear, the GPU's shared-memory tiling on this software adapter", shared);
 
 if (Deno.env.get("LINEAR_SWEEP")) {
   for (const s of SHAPES) {
-    const w = workload(s);
+    const w = workload(s, cpuThreads);
     for (const pass of PASSES) {
       const sweep: Measurement[] = [];
-      for (const tile of MATMUL_TILES) {
+      for (const tile of software ? SWEEP_DIRECT : MATMUL_TILES) {
         sweep.push(await measure(tileLabel(tile), { flops: w.flops }, w.pass(pass, tile), runs));
       }
       printTable(`tile sweep: ${pass} ${label(s)}`, sweep);
@@ -165,7 +192,7 @@ if (Deno.env.get("LINEAR_SWEEP")) {
 
 // Registered benches for `deno bench`: the whole op, forward and backward, at each shape.
 for (const s of SHAPES) {
-  const w = workload(s);
+  const w = workload(s, cpuThreads);
   const run = w.op();
   Deno.bench({
     name: `linear fwd+bwd ${label(s)}`,

@@ -1,5 +1,12 @@
 /** The fully connected layer `y = x W^T + b` and its gradients, on the tiled GEMM of kernels/matmul.ts. */
-import { columnSumKernel, matmulKernel } from "../../kernels/matmul.ts";
+import {
+  columnSumKernel,
+  defaultMatmulTile,
+  matmulKernel,
+  type MatmulShape,
+  UNIFORM_BINDING_BYTES,
+} from "../../kernels/matmul.ts";
+import { gpu } from "../gpu/device.ts";
 import { dispatch } from "../gpu/kernels.ts";
 import { record } from "../tensor/tape.ts";
 import { Tensor } from "../tensor/tensor.ts";
@@ -33,13 +40,35 @@ function checkShapes(x: Tensor, weight: Tensor, bias: Tensor | undefined): void 
   }
 }
 
+/** Whether a kernel may bind `t`'s whole buffer as a uniform (see DirectMatmulTile). */
+function uniformReadable(t: Tensor): boolean {
+  return (t.buffer.usage & GPUBufferUsage.UNIFORM) !== 0 && t.buffer.size <= UNIFORM_BINDING_BYTES;
+}
+
+/** Worker threads of a software adapter (llvmpipe runs one per core); undefined on a GPU. */
+function cpuThreads(): number | undefined {
+  return gpu().adapter.isFallbackAdapter ? navigator.hardwareConcurrency : undefined;
+}
+
+/**
+ * The GEMM for `shape` with operands `a` and `b`, tiled for this adapter: software adapters get the
+ * direct tiling, reading the operands that fit through uniforms.
+ */
+function gemm(shape: MatmulShape, a: Tensor, b: Tensor) {
+  const threads = cpuThreads();
+  const cpu = threads === undefined
+    ? undefined
+    : { threads, uniformA: uniformReadable(a), uniformB: uniformReadable(b) };
+  return matmulKernel({ ...shape, tile: defaultMatmulTile(shape, cpu) });
+}
+
 /** `y (N, out) = x (N, in) W^T + b`, W `(out, in)`, b `(out)`; gradients for x, W and b. */
 export function linear(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
   checkShapes(x, weight, bias);
   const [rows, inFeatures] = x.shape;
   const outFeatures = weight.shape[0];
   const out = Tensor.empty([rows, outFeatures], { name: "linear" });
-  const forward = matmulKernel({ M: rows, N: outFeatures, K: inFeatures, transB: true, bias: !!bias });
+  const forward = gemm({ M: rows, N: outFeatures, K: inFeatures, transB: true, bias: !!bias }, x, weight);
   const buffers = bias
     ? [x.buffer, weight.buffer, bias.buffer, out.buffer]
     : [x.buffer, weight.buffer, out.buffer];
@@ -50,20 +79,20 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
     let gradX: Tensor | null = null;
     if (x.requiresGrad) {
       gradX = Tensor.empty(x.shape, { name: "linear_grad_x" });
-      const kernel = matmulKernel({ M: rows, N: inFeatures, K: outFeatures });
+      const kernel = gemm({ M: rows, N: inFeatures, K: outFeatures }, gradOut, weight);
       dispatch(kernel, [gradOut.buffer, weight.buffer, gradX.buffer], kernel.workgroups);
     }
     let gradWeight: Tensor | null = null;
     if (weight.requiresGrad) {
       gradWeight = Tensor.empty(weight.shape, { name: "linear_grad_weight" });
-      const kernel = matmulKernel({ M: outFeatures, N: inFeatures, K: rows, transA: true });
+      const kernel = gemm({ M: outFeatures, N: inFeatures, K: rows, transA: true }, gradOut, x);
       dispatch(kernel, [gradOut.buffer, x.buffer, gradWeight.buffer], kernel.workgroups);
     }
     if (!bias) return [gradX, gradWeight];
     let gradBias: Tensor | null = null;
     if (bias.requiresGrad) {
       gradBias = Tensor.empty(bias.shape, { name: "linear_grad_bias" });
-      const kernel = columnSumKernel(rows, outFeatures);
+      const kernel = columnSumKernel(rows, outFeatures, cpuThreads());
       dispatch(kernel, [gradOut.buffer, gradBias.buffer], kernel.workgroups);
     }
     return [gradX, gradWeight, gradBias];
