@@ -66,6 +66,28 @@ export function throwIfGpuFailed(): void {
   throw error;
 }
 
+/** Records a GPU failure noticed asynchronously (e.g. an error scope); the next submission throws it. */
+export function reportGpuFailure(error: Error): void {
+  failure ??= error;
+}
+
+/**
+ * The error to report for `error`, thrown by GPU work or a readback. A lost device first shows up as an
+ * unrelated validation or mapping error and announces its loss a moment later, so this waits up to
+ * `waitMs` for that and then reports the loss instead.
+ */
+export async function explainGpuError(error: unknown, waitMs = 250): Promise<unknown> {
+  if (!current) return error;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const lost = await Promise.race([
+    current.device.lost.then(() => true),
+    new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), waitMs))),
+  ]);
+  clearTimeout(timer);
+  if (!lost || !failure) return error;
+  return new Error(failure.message, { cause: error });
+}
+
 function f16Missing(adapter: AdapterDescription): Error {
   return new Error(
     `spikegpu: f16 was requested but the adapter "${adapter.name}" (${adapter.backend}) has no shader-f16; ` +

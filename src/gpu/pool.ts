@@ -3,9 +3,10 @@
  * buffer is kept in a free list for its exact (256-byte rounded) size and handed to the next request of
  * that size: after the first step, a step allocates nothing.
  */
-import { gpu } from "./device.ts";
+import { gpu, reportGpuFailure } from "./device.ts";
 
-const USAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+const USAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_SRC |
+  GPUBufferUsage.COPY_DST;
 const ALIGN = 256;
 
 const free = new Map<number, GPUBuffer[]>();
@@ -30,8 +31,29 @@ export function roundedSize(bytes: number): number {
 }
 
 /**
+ * A new storage buffer for tensor `what`. Running out of GPU memory is only known asynchronously, from an
+ * error scope; it is recorded against the tensor and thrown at the next submission.
+ */
+export function createTensorBuffer(device: GPUDevice, size: number, what: string): GPUBuffer {
+  device.pushErrorScope("out-of-memory");
+  const buffer = device.createBuffer({ size, usage: USAGE, label: what });
+  device.popErrorScope().then((error) => {
+    if (!error) return;
+    reportGpuFailure(
+      new Error(
+        `spikegpu: GPU out of memory creating tensor ${what} (${size} bytes): ${error.message}; ` +
+          "try a smaller --batch-size",
+      ),
+    );
+  }, () => {
+    // Only a lost device rejects here, and it reports itself.
+  });
+  return buffer;
+}
+
+/**
  * A buffer of at least `bytes`; `what` names the tensor in the error when the size exceeds what one
- * binding can address.
+ * binding can address or the GPU runs out of memory.
  */
 export function acquireBuffer(bytes: number, what: string): GPUBuffer {
   const size = roundedSize(bytes);
@@ -40,12 +62,12 @@ export function acquireBuffer(bytes: number, what: string): GPUBuffer {
   if (size > limit) {
     throw new Error(
       `spikegpu: tensor ${what} needs ${size} bytes, more than this adapter's storage binding limit of ` +
-        `${limit} bytes; use a smaller batch size or input`,
+        `${limit} bytes; try a smaller --batch-size (or smaller inputs)`,
     );
   }
   let buffer = free.get(size)?.pop();
   if (!buffer) {
-    buffer = device.createBuffer({ size, usage: USAGE, label: what });
+    buffer = createTensorBuffer(device, size, what);
     bytesAllocated += size;
     buffersCreated++;
   }

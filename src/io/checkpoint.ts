@@ -107,7 +107,87 @@ export function decodeCheckpoint(bytes: Uint8Array, source: string): Checkpoint 
   for (const key of ["model", "weights", "epoch", "step", "config"] as const) {
     if (checkpoint[key] === undefined) throw new Error(`checkpoint: ${source} lacks "${key}" (truncated?)`);
   }
+  checkFields(checkpoint, source);
   return checkpoint;
+}
+
+type Fields = Record<string, unknown>;
+
+function isFields(value: unknown): value is Fields {
+  return typeof value === "object" && value !== null && !Array.isArray(value) &&
+    !(value instanceof Uint8Array);
+}
+
+function isStoredArray(value: unknown): value is StoredArray {
+  return isFields(value) && ["f32", "i32", "u32", "i64"].includes(value.dtype as string) &&
+    Array.isArray(value.shape) && value.shape.every((d) => Number.isInteger(d) && d >= 0) &&
+    value.bytes instanceof Uint8Array;
+}
+
+function describe(value: unknown): string {
+  if (Array.isArray(value)) return "an array";
+  if (value instanceof Uint8Array) return `${value.byteLength} raw bytes`;
+  if (isFields(value)) return `an object with keys [${Object.keys(value).join(", ")}]`;
+  return String(value);
+}
+
+/** The fields restoring reads, checked up front so a damaged file is named instead of a TypeError later. */
+function checkFields(checkpoint: Checkpoint, source: string): void {
+  const fail = (field: string, value: unknown, expected: string): never => {
+    throw new Error(
+      `checkpoint: ${source}: ${field} is ${
+        describe(value)
+      }; expected ${expected} (damaged or not a spikegpu checkpoint)`,
+    );
+  };
+  const { model, weights, optimizer } = checkpoint as unknown as Fields;
+  if (!isFields(model)) return fail("model", model, "{name, options}");
+  if (typeof model.name !== "string") fail("model.name", model.name, "a model name");
+  if (!isFields(model.options)) fail("model.options", model.options, "an object of model options");
+  if (!isFields(weights)) return fail("weights", weights, "state-dict arrays by name");
+  for (const [name, stored] of Object.entries(weights)) {
+    if (!isStoredArray(stored)) fail(`weights["${name}"]`, stored, "{dtype: f32|i32|u32|i64, shape, bytes}");
+  }
+  for (const key of ["epoch", "step"] as const) {
+    const value = checkpoint[key];
+    if (!Number.isInteger(value) || value < 0) fail(key, value, "a whole number >= 0");
+  }
+  if (typeof checkpoint.bestAccuracy !== "number") fail("bestAccuracy", checkpoint.bestAccuracy, "a number");
+  if (!isFields(checkpoint.config)) fail("config", checkpoint.config, "the run configuration");
+  if (optimizer === null || optimizer === undefined) return;
+  if (!isFields(optimizer) || typeof optimizer.kind !== "string" || !isFields(optimizer.slots)) {
+    return fail("optimizer", optimizer, "null or {kind, step, lr, hyper, slots}");
+  }
+  for (const [slot, arrays] of Object.entries(optimizer.slots)) {
+    if (!Array.isArray(arrays) || !arrays.every(isStoredArray)) {
+      fail(`optimizer.slots["${slot}"]`, arrays, "a list of {dtype, shape, bytes}");
+    }
+  }
+}
+
+/** Where a checkpoint holds a NaN or an infinity: a weight by its state-dict name, or an optimizer slot. */
+export type NonFiniteEntry = { weight: string } | { slot: string; index: number };
+
+/** The first f32 array of `checkpoint` holding a NaN or an infinity, or null: none should ever be saved. */
+export function firstNonFinite(checkpoint: Checkpoint): NonFiniteEntry | null {
+  for (const [name, stored] of Object.entries(checkpoint.weights)) {
+    if (holdsNonFinite(stored)) return { weight: name };
+  }
+  for (const [slot, arrays] of Object.entries(checkpoint.optimizer?.slots ?? {})) {
+    const index = arrays.findIndex(holdsNonFinite);
+    if (index >= 0) return { slot, index };
+  }
+  return null;
+}
+
+function holdsNonFinite(stored: StoredArray): boolean {
+  if (stored.dtype !== "f32") return false;
+  const bytes = stored.bytes.byteOffset % 4 === 0 ? stored.bytes : stored.bytes.slice();
+  // All exponent bits set: NaN or an infinity.
+  for (const word of new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >>> 2)) {
+    if ((word & 0x7f800000) === 0x7f800000) return true;
+  }
+  return false;
 }
 
 export async function writeCheckpoint(path: string, checkpoint: Checkpoint): Promise<void> {

@@ -40,7 +40,24 @@ export interface EpochRecord {
   energyMicrojoules?: number;
 }
 
-export type MetricsRecord = StepRecord | EpochRecord;
+/** Why a run stopped early: written to metrics.jsonl and, alone, to diagnostic.json. */
+export interface FaultRecord {
+  type: "fault";
+  kind: "non-finite";
+  /** The step that produced the first non-finite value (for a loss alone: the step it was noticed). */
+  step: number;
+  epoch: number;
+  /** Means over the steps read when it was found; "NaN" or "Infinity" where JSON has no number. */
+  loss: Record<"loss" | "hard" | "soft", number | string>;
+  /** The state-dict key (or optimizer slot) that first went non-finite; null when only the loss did. */
+  parameter: string | null;
+  part: "gradient" | "value" | null;
+  /** The last good checkpoint, left as it was; null when none was written yet. */
+  checkpoint: string | null;
+  message: string;
+}
+
+export type MetricsRecord = StepRecord | EpochRecord | FaultRecord;
 
 export class RunFolder {
   constructor(readonly path: string) {}
@@ -54,7 +71,10 @@ export class RunFolder {
       await Deno.writeTextFile(probe, "");
       await Deno.remove(probe);
     } catch (error) {
-      throw new Error(`--output-dir: cannot write the run folder ${path}: ${(error as Error).message}`);
+      throw new Error(
+        `--output-dir: cannot write the run folder ${path} (${(error as Error).message}); ` +
+          "expected a folder path this process can create and write",
+      );
     }
     return new RunFolder(path);
   }
@@ -72,6 +92,10 @@ export class RunFolder {
       join(this.path, "config.json"),
       new TextEncoder().encode(JSON.stringify(config, null, 2) + "\n"),
     );
+  }
+
+  get diagnosticPath(): string {
+    return join(this.path, "diagnostic.json");
   }
 
   async append(record: MetricsRecord): Promise<void> {
@@ -98,7 +122,7 @@ export class RunFolder {
   async writePlots(records: readonly MetricsRecord[]): Promise<string[]> {
     const steps = records.filter((r): r is StepRecord => r.type === "step");
     const epochs = records.filter((r): r is EpochRecord => r.type === "epoch");
-    const heads = Math.max(1, ...records.map((r) => (r.type === "step" ? r.top1 : r.train.top1).length));
+    const heads = Math.max(1, ...steps.map((r) => r.top1.length), ...epochs.map((r) => r.train.top1.length));
     const headName = (h: number) => (h === 0 ? "SNN" : `module ${h}`);
     const charts: [string, string][] = [];
     const loss: Series[] = [

@@ -2,15 +2,22 @@
  * The training loop: epochs of train steps from a BatchSource, metrics read back once per log interval,
  * evaluation, checkpoints (latest each epoch and every `checkpointEvery` steps, best by SNN top-1) and
  * learning curves. Composed from the stages in stage.ts; every stage can be replaced by the caller.
+ *
+ * Faults stop the run with the last good checkpoint untouched: NaN or infinity in the loss, in any
+ * gradient or in any weight (flagged on the GPU every step, read back with the metrics and before each
+ * checkpoint; see NonFiniteError), and a lost GPU device (reported as such, not as the failed call).
  */
+import { explainGpuError, throwIfGpuFailed } from "../gpu/device.ts";
 import type { SpikingModel } from "../models/registry.ts";
 import { ActivityRecorder, type ActivityReport } from "../nn/activity.ts";
+import { FiniteWatch } from "../optim/finite_check.ts";
 import type { Optimizer } from "../optim/optimizer.ts";
 import { learningRateAt, type ScheduleOptions } from "../optim/schedule.ts";
 import type { SmlLossOptions } from "../sml/loss.ts";
-import { writeCheckpoint } from "../io/checkpoint.ts";
+import { writeFileAtomic } from "../io/atomic.ts";
+import { firstNonFinite, writeCheckpoint } from "../io/checkpoint.ts";
 import { MetricsAccumulator, type MetricsSnapshot } from "./metrics.ts";
-import type { EpochRecord, HeadMetrics, RunFolder, StepRecord } from "./run_folder.ts";
+import type { EpochRecord, FaultRecord, HeadMetrics, RunFolder, StepRecord } from "./run_folder.ts";
 import type { BatchSource } from "./stage.ts";
 import { captureCheckpoint, type Progress, type StateSources } from "./training_state.ts";
 import { evalStep, trainStep } from "./train_step.ts";
@@ -97,11 +104,64 @@ export async function runTraining(run: TrainingRun): Promise<RunSummary> {
   const stepMetrics = new MetricsAccumulator(heads);
   const epochMetrics = new MetricsAccumulator(heads);
   const activity = new ActivityRecorder();
+  const watch = new FiniteWatch();
+  const watchedOptimizer = watch.watch(optimizer, () => progress.step + 1);
+  const names = new Map(model.namedParameters().map(([name, tensor]) => [tensor, name]));
+  const parameterName = (index: number) => names.get(optimizer.params[index]) ?? optimizer.params[index].name;
   let last: EpochRecord | null = null;
-  const saveLatest = async () => {
-    const path = folder.checkpointPath("latest");
-    await writeCheckpoint(path, await captureCheckpoint(run.state, progress));
-    observer?.checkpoint?.(path);
+  let lastLogged: HeadMetrics | null = null;
+
+  const stopNonFinite = async (found: NonFiniteFound, metrics: HeadMetrics): Promise<never> => {
+    const latest = folder.checkpointPath("latest");
+    const record: FaultRecord = {
+      type: "fault",
+      kind: "non-finite",
+      step: found.step,
+      epoch: progress.epoch,
+      loss: {
+        loss: jsonNumber(metrics.loss),
+        hard: jsonNumber(metrics.hard),
+        soft: jsonNumber(metrics.soft),
+      },
+      parameter: found.parameter,
+      part: found.part,
+      checkpoint: await Deno.stat(latest).then(() => latest, () => null),
+      message: "",
+    };
+    record.message = nonFiniteMessage(record, found.exact, folder.diagnosticPath);
+    await writeFileAtomic(
+      folder.diagnosticPath,
+      new TextEncoder().encode(JSON.stringify(record, null, 2) + "\n"),
+    );
+    await folder.append(record);
+    throw new NonFiniteError(record);
+  };
+  /** Stops the run when the loss (`metrics`), a gradient or a weight has gone non-finite. */
+  const requireFinite = async (metrics: HeadMetrics): Promise<void> => {
+    const hit = await watch.read();
+    if (hit) {
+      await stopNonFinite({ ...hit, parameter: parameterName(hit.index), exact: true }, metrics);
+    }
+    if ([metrics.loss, metrics.hard, metrics.soft].every(Number.isFinite)) return;
+    await stopNonFinite({ step: progress.step, parameter: null, part: null, exact: false }, metrics);
+  };
+  /** Writes latest (and best) only when every number in them is finite and the GPU is still there. */
+  const save = async (metrics: HeadMetrics, best: boolean): Promise<void> => {
+    await requireFinite(metrics);
+    const checkpoint = await captureCheckpoint(run.state, progress);
+    throwIfGpuFailed();
+    const poisoned = firstNonFinite(checkpoint);
+    if (poisoned) {
+      const parameter = "weight" in poisoned
+        ? poisoned.weight
+        : `optimizer ${poisoned.slot} of ${parameterName(poisoned.index)}`;
+      await stopNonFinite({ step: progress.step, parameter, part: "value", exact: false }, metrics);
+    }
+    for (const which of best ? ["latest", "best"] as const : ["latest"] as const) {
+      const path = folder.checkpointPath(which);
+      await writeCheckpoint(path, checkpoint);
+      observer?.checkpoint?.(path);
+    }
   };
   try {
     while (progress.epoch < options.epochs) {
@@ -119,7 +179,7 @@ export async function runTraining(run: TrainingRun): Promise<RunSummary> {
         const logging = (progress.step + 1) % options.logEvery === 0;
         trainStep({
           model,
-          optimizer,
+          optimizer: watchedOptimizer,
           loss: options.loss,
           metrics: stepMetrics,
           activity: logging ? activity : undefined,
@@ -139,7 +199,8 @@ export async function runTraining(run: TrainingRun): Promise<RunSummary> {
             imagesPerSecond: snapshot.samples / seconds,
             firingRates: lifRates(report),
           };
-          checkFinite(record, progress.step);
+          await requireFinite(record);
+          lastLogged = record;
           await folder.append(record);
           observer?.step?.(record, progress.batchInEpoch, train.batchesPerEpoch);
           epochMetrics.addFrom(stepMetrics);
@@ -148,9 +209,9 @@ export async function runTraining(run: TrainingRun): Promise<RunSummary> {
           windowStart = performance.now();
         }
         if (options.checkpointEvery > 0 && progress.step % options.checkpointEvery === 0) {
-          // Never checkpoint weights a non-finite loss has already touched.
-          checkFinite(percent(await stepMetrics.read()), progress.step);
-          await saveLatest();
+          const window = await stepMetrics.read();
+          // Right after a log step the window is empty: a fault record shows the logged loss instead.
+          await save(window.samples === 0 && lastLogged ? lastLogged : percent(window), false);
         }
         if (options.maxSteps && progress.step >= options.maxSteps) {
           stopped = true;
@@ -159,7 +220,7 @@ export async function runTraining(run: TrainingRun): Promise<RunSummary> {
       }
       epochMetrics.addFrom(stepMetrics);
       const trainMetrics = percent(await epochMetrics.read());
-      checkFinite(trainMetrics, progress.step);
+      await requireFinite(trainMetrics);
       const finalEpoch = epoch + 1 >= options.epochs || stopped;
       let evaluation: Awaited<ReturnType<typeof evaluate>> | null = null;
       if (test && ((epoch + 1) % options.evalEvery === 0 || finalEpoch)) {
@@ -187,36 +248,50 @@ export async function runTraining(run: TrainingRun): Promise<RunSummary> {
       const accuracy = evaluation?.metrics.top1[0] ?? -1;
       const improved = evaluation !== null && accuracy > progress.bestAccuracy;
       if (improved) progress.bestAccuracy = accuracy;
-      await saveLatest();
-      if (improved) {
-        const path = folder.checkpointPath("best");
-        await writeCheckpoint(path, await captureCheckpoint(run.state, progress));
-        observer?.checkpoint?.(path);
-      }
+      await save(trainMetrics, improved);
       await folder.writePlots(await folder.readRecords());
       observer?.epochEnd?.(record, evaluation?.activity ?? null);
       if (stopped) break;
     }
+  } catch (error) {
+    throw await explainGpuError(error);
   } finally {
     stepMetrics.dispose();
     epochMetrics.dispose();
     activity.dispose();
+    watch.dispose();
   }
   return { epochs: progress.epoch, steps: progress.step, bestAccuracy: progress.bestAccuracy, last };
 }
 
-/** A non-finite loss ends the run with the step named; the last checkpoint on disk stays good. */
-function checkFinite(metrics: HeadMetrics, step: number): void {
-  const values = [metrics.loss, metrics.hard, metrics.soft];
-  if (values.every(Number.isFinite)) return;
-  throw new NonFiniteLossError(step, metrics);
+interface NonFiniteFound {
+  step: number;
+  parameter: string | null;
+  part: FaultRecord["part"];
+  /** The step is the one that produced the value (the GPU flag), not only the one that noticed it. */
+  exact: boolean;
 }
 
-export class NonFiniteLossError extends Error {
-  constructor(readonly step: number, readonly metrics: HeadMetrics) {
-    super(
-      `training: the loss became non-finite by step ${step} (loss ${metrics.loss}, hard ${metrics.hard}, ` +
-        `soft ${metrics.soft}); stopped without overwriting the last good checkpoint. Try a lower --lr.`,
-    );
+function jsonNumber(value: number): number | string {
+  return Number.isFinite(value) ? value : String(value);
+}
+
+function nonFiniteMessage(record: FaultRecord, exact: boolean, diagnosticPath: string): string {
+  const when = `${exact ? "at" : "by"} step ${record.step}`;
+  const what = record.parameter
+    ? `the ${record.part} of ${record.parameter} became NaN or infinite ${when}`
+    : `the loss became non-finite ${when}`;
+  const { loss, hard, soft } = record.loss;
+  const kept = record.checkpoint
+    ? `the last good checkpoint ${record.checkpoint} is left as it was`
+    : "no checkpoint had been written yet";
+  return `training: ${what} (loss ${loss}, hard ${hard}, soft ${soft}); stopped without ` +
+    `saving: ${kept}; details in ${diagnosticPath}. Try a lower --lr, or check the input data.`;
+}
+
+/** A run stopped because a number went non-finite; `record` is what diagnostic.json holds. */
+export class NonFiniteError extends Error {
+  constructor(readonly record: FaultRecord) {
+    super(record.message);
   }
 }
