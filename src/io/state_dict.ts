@@ -24,18 +24,19 @@ export async function stateDict(
   model: Module,
   options: ExportOptions = {},
 ): Promise<Map<string, NamedArray>> {
+  const entries = selected(model, options);
+  // All readbacks in flight at once: awaiting each in turn costs a map round trip per tensor.
+  const data = await Promise.all(
+    entries.map((entry) => entry.kind === "counter" ? null : entry.tensor.readFloat()),
+  );
   const out = new Map<string, NamedArray>();
-  for (const entry of selected(model, options)) {
+  entries.forEach((entry, i) => {
     if (entry.kind === "counter") {
       out.set(entry.name, { dtype: "I64", shape: [], data: BigInt64Array.of(BigInt(entry.counter.value)) });
     } else {
-      out.set(entry.name, {
-        dtype: "F32",
-        shape: [...entry.tensor.shape],
-        data: await entry.tensor.readFloat(),
-      });
+      out.set(entry.name, { dtype: "F32", shape: [...entry.tensor.shape], data: data[i]! });
     }
-  }
+  });
   return out;
 }
 

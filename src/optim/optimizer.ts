@@ -155,8 +155,8 @@ export class ParameterState {
     if (this.#disposed) throw new Error(`${this.kind}: exportState() after dispose()`);
     const slots: Record<string, Float32Array[]> = {};
     for (const [name, tensors] of this.#tensors) {
-      slots[name] = [];
-      for (const tensor of tensors) slots[name].push(tensor ? await tensor.readFloat() : new Float32Array(0));
+      // All readbacks in flight at once: awaiting each in turn costs a map round trip per tensor.
+      slots[name] = await Promise.all(tensors.map((tensor) => tensor?.readFloat() ?? new Float32Array(0)));
     }
     if (this.countsSteps) {
       slots[STEP_SLOT] = this.steps.map((step) => step > 0 ? Float32Array.of(step) : new Float32Array(0));
