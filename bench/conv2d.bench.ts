@@ -1,36 +1,59 @@
 /**
- * conv2d throughput at the ResNet-19 CIFAR shapes (batch 16, T = 2, so N = 32): forward, input gradient
- * and weight gradient with the tilings the op uses on this adapter. With CONV2D_SWEEP=1 it also sweeps
- * tile sizes on two shapes (how the defaults in kernels/conv2d.ts were chosen). CONV2D_RUNS sets the timed
- * runs per figure (default 3).
+ * conv2d throughput: forward, input gradient and weight gradient with the tilings the op uses on this
+ * adapter, at the shapes of the default `npm run train` network (spiking ResNet-18 width 8 with its
+ * surrogate modules, batch 32, 28x28 MNIST) and of ResNet-19 on CIFAR (batch 16, T = 2, so N = 32).
+ * CONV2D_SHAPES=mnist|resnet19 limits it to one set; CONV2D_RUNS sets the timed runs per figure (default
+ * 3). With CONV2D_SWEEP=1 it also sweeps tilings on three shapes (how the defaults were checked).
  *
  *   XDG_RUNTIME_DIR=/tmp deno bench -A bench/conv2d.bench.ts
  */
 import {
-  conv2dForwardKernel,
-  conv2dGradInputKernels,
-  conv2dGradWeightKernel,
+  conv2dForwardPlan,
+  conv2dGradInputPlan,
+  conv2dGradWeightPlan,
   convFlops,
   type ConvGeometry,
-  type ConvKernel,
+  type ConvPlan,
   defaultConvTilings,
   type DirectTile,
   type DirectWeightTile,
   type GemmTile,
   outputSize,
+  UNIFORM_WINDOW_BYTES,
 } from "../kernels/conv2d.ts";
 import { describeAdapter, initGpu } from "../src/gpu/device.ts";
-import { dispatch, synchronize } from "../src/gpu/kernels.ts";
+import { synchronize } from "../src/gpu/kernels.ts";
+import { dispatchConvPlan } from "../src/ops/conv2d.ts";
 import { Tensor } from "../src/tensor/tensor.ts";
 import { measure, type Measurement, printTable } from "./harness.ts";
 
 const BATCH = 32;
 
-function shape(cin: number, cout: number, size: number, kernel: number, stride: number): ConvGeometry {
-  return { batch: BATCH, cin, cout, height: size, width: size, kernel, stride, pad: kernel === 3 ? 1 : 0 };
+function shape(
+  cin: number,
+  cout: number,
+  size: number,
+  kernel: number,
+  stride: number,
+  pad = Math.floor(kernel / 2),
+): ConvGeometry {
+  return { batch: BATCH, cin, cout, height: size, width: size, kernel, stride, pad };
 }
 
-const SHAPES: ConvGeometry[] = [
+const MNIST_SHAPES: ConvGeometry[] = [
+  shape(1, 8, 28, 3, 1),
+  shape(8, 8, 28, 3, 1),
+  shape(8, 16, 28, 3, 2),
+  shape(8, 16, 28, 1, 2),
+  shape(16, 16, 14, 3, 1),
+  shape(16, 32, 14, 3, 2),
+  shape(32, 32, 7, 3, 1),
+  shape(32, 64, 7, 3, 2),
+  shape(64, 64, 4, 3, 1),
+  shape(16, 16, 14, 7, 2),
+];
+
+const RESNET19_SHAPES: ConvGeometry[] = [
   shape(64, 128, 32, 3, 1),
   shape(128, 128, 32, 3, 1),
   shape(128, 256, 32, 3, 2),
@@ -64,15 +87,19 @@ function workload(g: ConvGeometry) {
   const out = Tensor.empty(gradOut.shape, { name: "out" });
   const gradIn = Tensor.empty(x.shape, { name: "gradIn" });
   const gradWeight = Tensor.empty(weight.shape, { name: "gradWeight" });
-  const recorder = (kernels: ConvKernel[], buffers: GPUBuffer[]) => () => {
-    for (const kernel of kernels) dispatch(kernel, buffers, kernel.workgroups);
+  const operands = {
+    x: x.buffer,
+    weight: weight.buffer,
+    out: out.buffer,
+    gradOut: gradOut.buffer,
+    gradIn: gradIn.buffer,
+    gradWeight: gradWeight.buffer,
   };
+  const recorder = (plan: ConvPlan) => () => dispatchConvPlan(plan, operands);
   return {
-    forward: (t: PixelTiling) => recorder([conv2dForwardKernel(g, t)], [x.buffer, weight.buffer, out.buffer]),
-    gradInput: (t: PixelTiling) =>
-      recorder(conv2dGradInputKernels(g, t), [gradOut.buffer, weight.buffer, gradIn.buffer]),
-    gradWeight: (t: WeightTiling) =>
-      recorder([conv2dGradWeightKernel(g, t)], [gradOut.buffer, x.buffer, gradWeight.buffer]),
+    forward: (t: PixelTiling) => recorder(conv2dForwardPlan(g, t)),
+    gradInput: (t: PixelTiling) => recorder(conv2dGradInputPlan(g, t)),
+    gradWeight: (t: WeightTiling) => recorder(conv2dGradWeightPlan(g, t)),
     dispose() {
       for (const t of [x, weight, gradOut, out, gradIn, gradWeight]) t.dispose();
     },
@@ -80,7 +107,7 @@ function workload(g: ConvGeometry) {
 }
 
 function defaultRuns(g: ConvGeometry, cpu: boolean) {
-  const tilings = defaultConvTilings(g, cpu);
+  const tilings = defaultConvTilings(g, cpu, navigator.hardwareConcurrency);
   const w = workload(g);
   const passes: Record<Pass, () => void> = {
     forward: w.forward(tilings.forward),
@@ -93,35 +120,42 @@ function defaultRuns(g: ConvGeometry, cpu: boolean) {
 function tilingLabel(t: PixelTiling | WeightTiling): string {
   if (t.kind === "gemm") return `gemm ${t.tileM}x${t.tileN}x${t.tileK} thread ${t.threadM}x${t.threadN}`;
   const channels = "channels" in t ? `${t.channels} ch` : `${t.outChannels}x${t.inChannels} ch`;
-  return `direct ${channels} ${t.rows}x${t.cols} px wg ${t.workgroup}`;
+  const splits = "splits" in t ? ` split ${t.splits}` : "";
+  const windows = t.windowBytes ? `windows ${t.windowBytes / 1024} KiB` : "storage";
+  return `direct ${channels} ${t.rows}x${t.cols} px wg ${t.workgroup}${splits} ${windows}`;
 }
 
 const gpu = await initGpu();
 const cpu = gpu.adapter.isFallbackAdapter;
 const runs = Number(Deno.env.get("CONV2D_RUNS") ?? 3);
+const sets = Deno.env.get("CONV2D_SHAPES");
 console.log(`conv2d on ${describeAdapter(gpu.adapter)}; tilings for a ${cpu ? "CPU" : "GPU"} adapter`);
 
-const rows: Measurement[] = [];
-for (const g of SHAPES) {
-  const run = defaultRuns(g, cpu);
-  for (const pass of PASSES) {
-    rows.push(
-      await measure(`${pass.padEnd(11)} ${label(g)}`, { flops: convFlops(g) }, run.passes[pass], runs),
-    );
+for (const [name, shapes] of [["mnist", MNIST_SHAPES], ["resnet19", RESNET19_SHAPES]] as const) {
+  if (sets && sets !== name) continue;
+  const rows: Measurement[] = [];
+  for (const g of shapes) {
+    const run = defaultRuns(g, cpu);
+    for (const pass of PASSES) {
+      rows.push(
+        await measure(`${pass.padEnd(11)} ${label(g)}`, { flops: convFlops(g) }, run.passes[pass], runs),
+      );
+    }
+    run.dispose();
   }
-  run.dispose();
+  printTable(`conv2d ${name} shapes, N=${BATCH}, default tilings`, rows);
 }
-printTable(`conv2d, N=${BATCH}, default tilings`, rows);
 
 if (Deno.env.get("CONV2D_SWEEP")) {
+  const windowed = (t: DirectTile): DirectTile[] => [t, { ...t, windowBytes: 0 }];
   const pixelTilings: PixelTiling[] = cpu
     ? [
-      { kind: "direct", channels: 8, rows: 4, cols: 8, workgroup: 64 },
-      { kind: "direct", channels: 8, rows: 4, cols: 8, workgroup: 16 },
-      { kind: "direct", channels: 4, rows: 8, cols: 8, workgroup: 64 },
-      { kind: "direct", channels: 16, rows: 4, cols: 4, workgroup: 64 },
-      { kind: "direct", channels: 8, rows: 4, cols: 4, workgroup: 64 },
-    ]
+      { kind: "direct", channels: 8, rows: 4, cols: 8, workgroup: 8, windowBytes: UNIFORM_WINDOW_BYTES },
+      { kind: "direct", channels: 8, rows: 8, cols: 4, workgroup: 8, windowBytes: UNIFORM_WINDOW_BYTES },
+      { kind: "direct", channels: 4, rows: 8, cols: 4, workgroup: 8, windowBytes: UNIFORM_WINDOW_BYTES },
+      { kind: "direct", channels: 16, rows: 4, cols: 4, workgroup: 8, windowBytes: UNIFORM_WINDOW_BYTES },
+      { kind: "direct", channels: 8, rows: 4, cols: 4, workgroup: 16, windowBytes: UNIFORM_WINDOW_BYTES },
+    ].flatMap((t) => windowed(t as DirectTile))
     : [
       { kind: "gemm", tileM: 64, tileN: 64, tileK: 16, threadM: 4, threadN: 4 },
       { kind: "gemm", tileM: 64, tileN: 64, tileK: 8, threadM: 4, threadN: 4 },
@@ -129,15 +163,33 @@ if (Deno.env.get("CONV2D_SWEEP")) {
       { kind: "gemm", tileM: 128, tileN: 128, tileK: 8, threadM: 8, threadN: 8 },
       { kind: "gemm", tileM: 32, tileN: 32, tileK: 16, threadM: 4, threadN: 4 },
     ];
+  const weightTile = (
+    outChannels: number,
+    inChannels: number,
+    rows: number,
+    cols: number,
+    splits: number,
+  ): DirectWeightTile => ({
+    kind: "direct",
+    outChannels,
+    inChannels,
+    rows,
+    cols,
+    workgroup: 8,
+    splits,
+    windowBytes: UNIFORM_WINDOW_BYTES,
+  });
   const weightTilings: WeightTiling[] = cpu
     ? [
-      { kind: "direct", outChannels: 8, inChannels: 4, rows: 2, cols: 4, workgroup: 16 },
-      { kind: "direct", outChannels: 8, inChannels: 4, rows: 2, cols: 4, workgroup: 64 },
-      { kind: "direct", outChannels: 8, inChannels: 8, rows: 2, cols: 2, workgroup: 16 },
-      { kind: "direct", outChannels: 4, inChannels: 4, rows: 4, cols: 4, workgroup: 16 },
+      weightTile(8, 4, 2, 4, 1),
+      weightTile(8, 4, 2, 4, 4),
+      weightTile(8, 4, 2, 4, 16),
+      weightTile(8, 2, 4, 4, 4),
+      weightTile(16, 2, 2, 2, 2),
+      { ...weightTile(8, 4, 2, 4, 4), windowBytes: 0 },
     ]
     : pixelTilings as GemmTile[];
-  for (const g of [SHAPES[1], SHAPES[4]]) {
+  for (const g of [MNIST_SHAPES[1], MNIST_SHAPES[8], RESNET19_SHAPES[1]]) {
     const w = workload(g);
     const flops = { flops: convFlops(g) };
     const forward: Measurement[] = [];
@@ -157,8 +209,8 @@ if (Deno.env.get("CONV2D_SWEEP")) {
   }
 }
 
-// One registered bench per kernel, at the 128->128 32x32 shape, so `deno bench` lists them.
-const benchShape = SHAPES[1];
+// One registered bench per kernel, at the default network's most frequent shape, so `deno bench` lists them.
+const benchShape = MNIST_SHAPES[1];
 const benchRuns = defaultRuns(benchShape, cpu);
 for (const pass of PASSES) {
   Deno.bench({

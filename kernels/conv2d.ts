@@ -8,21 +8,28 @@
  *
  * The input gradient is split by phase (iy mod s, ix mod s): within one phase the same kernel taps
  * (ky = iy + p mod s) reach every position, so each phase is a dense stride-1 correlation over those taps
- * and a stride-2 convolution does no multiply-by-zero work. Every weight-gradient element is owned by one
- * invocation (direct) or one workgroup (GEMM) that reduces over all of N*Ho*Wo, so no atomics are needed.
+ * and a stride-2 convolution does no multiply-by-zero work.
  *
  * Two tilings, both with shapes baked into the WGSL:
  * - "gemm": an implicit GEMM. A workgroup computes a tileM x tileN output block, staging tileK-deep slices of
  *   both operands (gathered from the NCHW tensors: im2col is never stored) in workgroup memory; each
- *   invocation accumulates threadM x threadN outputs in registers. The layout for GPUs.
+ *   invocation accumulates threadM x threadN outputs in registers. The layout for GPUs. Every weight-gradient
+ *   element is owned by one workgroup that reduces over all of N*Ho*Wo, so no atomics are needed.
  * - "direct": register-blocked direct convolution without workgroup memory. Each invocation owns a block
  *   of output channels x output pixels and loads each input patch once for all kernel taps. The layout for
- *   CPU adapters (llvmpipe), where every storage or workgroup memory load is a per-lane scalar loop costing
- *   about as much as a hundred vector multiply-adds, so the number of loads per multiply-add is what counts
- *   and workgroup-memory staging only adds loads.
+ *   CPU adapters (llvmpipe/lavapipe), which run a workgroup as SIMD vectors of invocations. There a storage
+ *   or workgroup-memory load is a loop over the lanes with a branch per lane, costing about 30 multiply-adds
+ *   of one invocation, while a uniform-buffer load is a branch-free gather costing about 4. So the direct
+ *   kernels read every operand that fits through uniform-buffer *windows* (at most 64 KiB, the binding
+ *   limit every adapter supports): each dispatch binds the slice of a tensor its invocations read (a group
+ *   of samples of an activation, a range of channels of the weights), and a pass is one dispatch per
+ *   window. (Mesa loads a uniform once for all lanes only at compile-time-constant offsets, which indices
+ *   that follow a loop over channels are not.) Operands too large for a window are read from storage. Because a block of weight gradients is
+ *   too little work for a CPU's SIMD lanes, the weight gradient also splits each sample group's reduction
+ *   over `splits` invocations, and a second kernel adds the partial sums.
  */
 import type { Kernel } from "../src/gpu/kernels.ts";
-import { MAX_WORKGROUPS_X } from "./common.ts";
+import { gridFor, MAX_WORKGROUPS_X } from "./common.ts";
 
 /** Shapes of one convolution; `batch` counts the folded T*B samples. */
 export interface ConvGeometry {
@@ -56,12 +63,14 @@ export interface DirectTile {
   rows: number;
   cols: number;
   workgroup: number;
+  /** Largest uniform binding (bytes, a multiple of 256) an operand is read through; 0: all from storage. */
+  windowBytes: number;
 }
 
 /**
  * Direct tiling for the weight gradient: each invocation owns `outChannels` x `inChannels` x k x k weight
- * gradients and walks the output in rows x cols blocks, loading each block of the upstream gradient and
- * each input patch once for all taps.
+ * gradients over every `splits`-th rows x cols block of its sample group's output, loading each block of
+ * the upstream gradient and each input patch once for all taps.
  */
 export interface DirectWeightTile {
   kind: "direct";
@@ -70,11 +79,41 @@ export interface DirectWeightTile {
   rows: number;
   cols: number;
   workgroup: number;
+  splits: number;
+  /** Largest uniform binding (bytes, a multiple of 256) an operand is read through; 0: all from storage. */
+  windowBytes: number;
+}
+
+/** A byte range of a buffer, bound to one binding. */
+export interface BufferRange {
+  offset: number;
+  size: number;
+}
+
+/** One dispatch of a kernel. */
+export interface ConvDispatch {
+  /** Per binding: the byte range bound, or undefined for the whole buffer. */
+  ranges: (BufferRange | undefined)[];
+  /** Per-dispatch u32 parameters, bound after the buffers (kernels without any have none). */
+  params?: number[];
+  workgroups: [number, number, number];
 }
 
 export interface ConvKernel extends Kernel {
-  workgroups: [number, number, number];
+  /** The tensor bound at each binding, by role: an operand of the pass or one of its scratch tensors. */
+  buffers: string[];
+  dispatches: ConvDispatch[];
 }
+
+/** What one pass (forward, input gradient or weight gradient) records, in order. */
+export interface ConvPlan {
+  /** Scratch tensors the kernels use, by role, in f32 elements; they live for the pass only. */
+  scratch: Record<string, number>;
+  kernels: ConvKernel[];
+}
+
+/** WebGPU's default maxUniformBufferBindingSize, which every adapter supports. */
+export const UNIFORM_WINDOW_BYTES = 65536;
 
 export function outputSize(geometry: ConvGeometry): [number, number] {
   const { height, width, kernel, stride, pad } = geometry;
@@ -99,142 +138,210 @@ function geometryKey(g: ConvGeometry): string {
 const DIRECT_MAX_PRODUCTS = 2304;
 const DIRECT_MAX_ACCUMULATORS = 288;
 
-/** Fraction of a blocked dimension that is real work rather than overhang past its end. */
-function usefulFraction(size: number, block: number): number {
-  return size / (Math.ceil(size / block) * block);
-}
-
-/** A higher score wins; a tie goes to the bigger loop body, which spends less on loop bookkeeping. */
-function better(score: number, products: number, bestScore: number, bestProducts: number): boolean {
-  return score > bestScore * 1.001 || (score > bestScore * 0.999 && products > bestProducts);
-}
-
 /**
- * The pixel block (forward or input gradient) with the most useful multiply-adds per memory load, within
- * the code-size limits. `taps` kernel taps per axis at `stride` reach each output block.
+ * Cost model of the direct kernels on a CPU adapter, in multiply-adds of one invocation, roughly as measured
+ * on llvmpipe (AVX2): a load through a uniform window, a storage load or store (a per-lane loop), starting
+ * one workgroup, and recording and starting one dispatch.
  */
-function bestPixelTile(
-  channelCount: number,
-  outH: number,
-  outW: number,
-  taps: number,
-  stride: number,
-): DirectTile {
-  let best: DirectTile = { kind: "direct", channels: 1, rows: 1, cols: 1, workgroup: 64 };
-  let bestScore = 0;
-  let bestProducts = 0;
-  for (const channels of [1, 2, 3, 4, 6, 8, 12, 16]) {
-    for (const rows of [1, 2, 4, 8]) {
-      for (const cols of [1, 2, 4, 8, 16]) {
-        const accumulators = channels * rows * cols;
-        const products = accumulators * taps * taps;
-        if (products > DIRECT_MAX_PRODUCTS || accumulators > DIRECT_MAX_ACCUMULATORS) continue;
-        const patch = reached(rows, stride, taps).length * reached(cols, stride, taps).length;
-        const score = products / (patch + channels * taps * taps) * usefulFraction(channelCount, channels) *
-          usefulFraction(outH, rows) * usefulFraction(outW, cols);
-        if (better(score, products, bestScore, bestProducts)) {
-          bestScore = score;
-          bestProducts = products;
-          best = { kind: "direct", channels, rows, cols, workgroup: 64 };
-        }
-      }
+const COST = { windowLoad: 4, storageAccess: 30, workgroup: 1000, dispatch: 200_000 };
+
+function loadCost(windowed: boolean): number {
+  return windowed ? COST.windowLoad : COST.storageAccess;
+}
+
+/** One dispatch of `workgroups` workgroups of `workgroup` invocations, run `threads` at a time. */
+function dispatchCost(workgroups: number, workgroup: number, laneCost: number, threads: number): number {
+  return Math.ceil(workgroups / threads) * (workgroup * laneCost + COST.workgroup) + COST.dispatch;
+}
+
+const WORKGROUPS = [8, 16, 32, 64];
+const WINDOW_CHOICES = [UNIFORM_WINDOW_BYTES, 0];
+
+function forwardCost(geometry: ConvGeometry, tile: DirectTile, threads: number): number {
+  const { batch, cin, cout, height, width, kernel, stride } = geometry;
+  const { channels, rows, cols, workgroup, windowBytes } = tile;
+  const [outH, outW] = outputSize(geometry);
+  const taps = kernel * kernel;
+  const groups = sampleGroups(batch, [cin * height * width], windowBytes);
+  const weightRows = rowsPerWindow(cout, cin * taps, channels, windowBytes);
+  const patch = reached(rows, stride, kernel).length * reached(cols, stride, kernel).length;
+  const accumulators = channels * rows * cols;
+  const laneCost = cin * (accumulators * taps + patch * loadCost(groups.windowed[0]) +
+        channels * taps * loadCost(weightRows > 0)) + accumulators * COST.storageAccess;
+  const lanes = groups.size * Math.ceil(outH / rows) * Math.ceil(outW / cols);
+  const coWindows = weightRows ? Math.ceil(cout / weightRows) : 1;
+  const blocks = Math.ceil((weightRows || cout) / channels);
+  const workgroups = Math.ceil(lanes / workgroup) * blocks;
+  return groups.count * coWindows * dispatchCost(workgroups, workgroup, laneCost, threads);
+}
+
+function gradInputCost(geometry: ConvGeometry, tile: DirectTile, threads: number): number {
+  const { batch, cin, cout, height, width, kernel, stride, pad } = geometry;
+  const { channels, rows, cols, workgroup, windowBytes } = tile;
+  const [outH, outW] = outputSize(geometry);
+  const groups = sampleGroups(batch, [cout * outH * outW], windowBytes);
+  const weightRows = rowsPerWindow(cin, cout * kernel * kernel, channels, windowBytes);
+  const ciWindows = weightRows ? Math.ceil(cin / weightRows) : 1;
+  const blocks = Math.ceil((weightRows || cin) / channels);
+  const accumulators = channels * rows * cols;
+  let cost = weightRows
+    ? COST.dispatch + (cout * cin * kernel * kernel * 2 * COST.storageAccess) / threads
+    : 0;
+  for (let py = 0; py < stride; py++) {
+    for (let px = 0; px < stride; px++) {
+      const phaseRows = phase(py, height, kernel, stride, pad);
+      const phaseCols = phase(px, width, kernel, stride, pad);
+      if (phaseRows.count === 0 || phaseCols.count === 0) continue;
+      const phaseTaps = phaseRows.taps * phaseCols.taps;
+      const patch = phaseTaps
+        ? reached(rows, 1, phaseRows.taps).length * reached(cols, 1, phaseCols.taps).length
+        : 0;
+      const laneCost = cout * (accumulators * phaseTaps + patch * loadCost(groups.windowed[0]) +
+            channels * phaseTaps * loadCost(weightRows > 0)) + accumulators * COST.storageAccess;
+      const lanes = groups.size * Math.ceil(phaseRows.count / rows) * Math.ceil(phaseCols.count / cols);
+      const workgroups = Math.ceil(lanes / workgroup) * blocks;
+      cost += groups.count * ciWindows * dispatchCost(workgroups, workgroup, laneCost, threads);
     }
   }
-  return best;
+  return cost;
 }
 
-/** The weight-gradient block with the most useful multiply-adds per load, within the code-size limits. */
-function bestWeightTile(geometry: ConvGeometry, outH: number, outW: number): DirectWeightTile {
-  const { cin, cout, kernel, stride } = geometry;
+function gradWeightCost(geometry: ConvGeometry, tile: DirectWeightTile, threads: number): number {
+  const { batch, cin, cout, height, width, kernel, stride } = geometry;
+  const { outChannels, inChannels, rows, cols, workgroup, splits, windowBytes } = tile;
+  const [outH, outW] = outputSize(geometry);
   const taps = kernel * kernel;
-  let best: DirectWeightTile = {
-    kind: "direct",
-    outChannels: 1,
-    inChannels: 1,
-    rows: 1,
-    cols: 1,
-    workgroup: 16,
-  };
-  let bestScore = 0;
-  let bestProducts = 0;
-  for (const outChannels of [1, 2, 4, 5, 8, 16]) {
-    for (const inChannels of [1, 2, 4, 8, 16]) {
-      for (const rows of [1, 2, 4]) {
-        for (const cols of [1, 2, 4, 8]) {
-          const accumulators = outChannels * inChannels * taps;
-          const products = accumulators * rows * cols;
-          if (products > DIRECT_MAX_PRODUCTS || accumulators > DIRECT_MAX_ACCUMULATORS) continue;
-          const patch = reached(rows, stride, kernel).length * reached(cols, stride, kernel).length;
-          const score = products / (outChannels * rows * cols + inChannels * patch) *
-            usefulFraction(cout, outChannels) * usefulFraction(cin, inChannels) * usefulFraction(outH, rows) *
-            usefulFraction(outW, cols);
-          if (better(score, products, bestScore, bestProducts)) {
-            bestScore = score;
-            bestProducts = products;
-            best = { kind: "direct", outChannels, inChannels, rows, cols, workgroup: 16 };
+  const groups = sampleGroups(batch, [cout * outH * outW, cin * height * width], windowBytes);
+  const steps = Math.ceil(groups.size * Math.ceil(outH / rows) * Math.ceil(outW / cols) / splits);
+  const patch = reached(rows, stride, kernel).length * reached(cols, stride, kernel).length;
+  const accumulators = outChannels * inChannels * taps;
+  const laneCost =
+    steps * (accumulators * rows * cols + outChannels * rows * cols * loadCost(groups.windowed[0]) +
+        inChannels * patch * loadCost(groups.windowed[1])) + accumulators * COST.storageAccess;
+  const lanes = Math.ceil(cout / outChannels) * Math.ceil(cin / inChannels) * splits;
+  let cost = groups.count * dispatchCost(Math.ceil(lanes / workgroup), workgroup, laneCost, threads);
+  const partials = groups.count * splits;
+  if (partials > 1) {
+    const weights = cout * cin * taps;
+    const weightsPerWindow = Math.floor(windowCapacity(windowBytes) / partials);
+    const dispatches = weightsPerWindow ? Math.ceil(weights / weightsPerWindow) : 1;
+    cost += dispatches * COST.dispatch + (weights * partials * loadCost(weightsPerWindow > 0)) / threads;
+  }
+  return cost;
+}
+
+/** The cheapest tile under `cost` among `candidates`; a tie goes to the earlier candidate. */
+function cheapest<T>(candidates: Iterable<T>, cost: (tile: T) => number): T {
+  let best: T | undefined;
+  let bestCost = Infinity;
+  for (const tile of candidates) {
+    const c = cost(tile);
+    if (c < bestCost * 0.999) {
+      best = tile;
+      bestCost = c;
+    }
+  }
+  return best!;
+}
+
+function* pixelTiles(taps: number): Generator<DirectTile> {
+  for (const windowBytes of WINDOW_CHOICES) {
+    for (const channels of [16, 12, 8, 6, 4, 3, 2, 1]) {
+      for (const rows of [8, 4, 2, 1]) {
+        for (const cols of [16, 8, 4, 2, 1]) {
+          const accumulators = channels * rows * cols;
+          if (accumulators * taps > DIRECT_MAX_PRODUCTS || accumulators > DIRECT_MAX_ACCUMULATORS) continue;
+          for (const workgroup of WORKGROUPS) {
+            yield { kind: "direct", channels, rows, cols, workgroup, windowBytes };
           }
         }
       }
     }
   }
-  // Few invocations (a 3-channel stem): smaller workgroups so both CPU threads get one.
-  const lanes = Math.ceil(cout / best.outChannels) * Math.ceil(cin / best.inChannels);
-  return lanes >= 64 ? best : { ...best, workgroup: 4 };
 }
 
-/**
- * Default tilings. GPUs get the GEMM tiling. CPU adapters get direct blocks chosen to maximise useful
- * multiply-adds per memory load (the cost that dominates there) while keeping the unrolled loop body
- * within 2,304 multiply-adds and 288 accumulators: bigger bodies compile for minutes. At the ResNet-19
- * shapes this picks what bench/conv2d.bench.ts measured fastest: 8 channels x 4x8 pixels for 3x3
- * kernels; 8x4 channels x 2x4 pixels for their weight gradient at stride 1 and 16x2 channels at stride 2
- * (about 20% faster there than 8x4).
- */
-export function defaultConvTilings(geometry: ConvGeometry, cpu: boolean): {
+function* weightTiles(taps: number): Generator<DirectWeightTile> {
+  for (const windowBytes of WINDOW_CHOICES) {
+    for (const outChannels of [16, 8, 5, 4, 2, 1]) {
+      for (const inChannels of [16, 8, 4, 2, 1]) {
+        for (const rows of [4, 2, 1]) {
+          for (const cols of [8, 4, 2, 1]) {
+            const accumulators = outChannels * inChannels * taps;
+            if (accumulators * rows * cols > DIRECT_MAX_PRODUCTS || accumulators > DIRECT_MAX_ACCUMULATORS) {
+              continue;
+            }
+            for (const splits of [1, 2, 4, 8, 16, 32]) {
+              for (const workgroup of WORKGROUPS) {
+                yield { kind: "direct", outChannels, inChannels, rows, cols, workgroup, splits, windowBytes };
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+type Tilings = {
   forward: GemmTile | DirectTile;
   gradInput: GemmTile | DirectTile;
   gradWeight: GemmTile | DirectWeightTile;
-} {
+};
+
+const chosenTilings = new Map<string, Tilings>();
+
+/**
+ * Default tilings. GPUs get the GEMM tiling. CPU adapters (running `threads` workgroups at once) get the
+ * direct tiles and uniform windows that the cost model above rates cheapest, with unrolled loop bodies
+ * within 2,304 multiply-adds and 288 accumulators: bigger bodies compile for minutes.
+ */
+export function defaultConvTilings(geometry: ConvGeometry, cpu: boolean, threads = 2): Tilings {
   if (!cpu) {
     const gemm: GemmTile = { kind: "gemm", tileM: 64, tileN: 64, tileK: 16, threadM: 4, threadN: 4 };
     return { forward: gemm, gradInput: gemm, gradWeight: gemm };
   }
-  const { kernel, stride, cin, cout, height, width } = geometry;
-  const [outH, outW] = outputSize(geometry);
-  return {
-    forward: bestPixelTile(cout, outH, outW, kernel, stride),
-    // Within one phase of the input gradient, about kernel/stride taps per axis at stride 1.
-    gradInput: bestPixelTile(
-      cin,
-      Math.ceil(height / stride),
-      Math.ceil(width / stride),
-      Math.ceil(kernel / stride),
-      1,
-    ),
-    gradWeight: bestWeightTile(geometry, outH, outW),
-  };
+  const key = `${geometryKey(geometry)}/${threads}`;
+  let tilings = chosenTilings.get(key);
+  if (!tilings) {
+    const taps = geometry.kernel * geometry.kernel;
+    // Within one phase of the input gradient, about (kernel / stride)^2 taps.
+    const phaseTaps = Math.ceil(geometry.kernel / geometry.stride) ** 2;
+    tilings = {
+      forward: cheapest(pixelTiles(taps), (t) => forwardCost(geometry, t, threads)),
+      gradInput: cheapest(pixelTiles(phaseTaps), (t) => gradInputCost(geometry, t, threads)),
+      gradWeight: cheapest(weightTiles(taps), (t) => gradWeightCost(geometry, t, threads)),
+    };
+    chosenTilings.set(key, tilings);
+  }
+  return tilings;
 }
 
-/** `(batch, cin, H, W) x (cout, cin, k, k) -> (batch, cout, Ho, Wo)`; buffers [x, weight, out]. */
-export function conv2dForwardKernel(geometry: ConvGeometry, tiling: GemmTile | DirectTile): ConvKernel {
-  return tiling.kind === "gemm" ? gemmForward(geometry, tiling) : directForward(geometry, tiling);
+/** `(batch, cin, H, W) x (cout, cin, k, k) -> (batch, cout, Ho, Wo)`; roles x, weight, out. */
+export function conv2dForwardPlan(geometry: ConvGeometry, tiling: GemmTile | DirectTile): ConvPlan {
+  return tiling.kind === "gemm"
+    ? { scratch: {}, kernels: [gemmForward(geometry, tiling)] }
+    : directForward(geometry, tiling);
 }
 
 /**
- * The input gradient, one kernel per phase (stride^2 of them, less phases holding no input position).
- * Buffers of each: [gradOut, weight, gradIn]. Every element of gradIn is written by exactly one phase
- * (phases that no kernel tap reaches write zeros).
+ * The input gradient, one kernel per phase (stride^2 of them, less phases holding no input position);
+ * roles gradOut, weight, gradIn. Every element of gradIn is written by exactly one phase (phases that no
+ * kernel tap reaches write zeros).
  */
-export function conv2dGradInputKernels(geometry: ConvGeometry, tiling: GemmTile | DirectTile): ConvKernel[] {
-  return tiling.kind === "gemm" ? gemmGradInput(geometry, tiling) : directGradInput(geometry, tiling);
+export function conv2dGradInputPlan(geometry: ConvGeometry, tiling: GemmTile | DirectTile): ConvPlan {
+  return tiling.kind === "gemm"
+    ? { scratch: {}, kernels: gemmGradInput(geometry, tiling) }
+    : directGradInput(geometry, tiling);
 }
 
-/** The weight gradient `(cout, cin, k, k)`; buffers [gradOut, x, gradWeight]. */
-export function conv2dGradWeightKernel(
+/** The weight gradient `(cout, cin, k, k)`; roles gradOut, x, gradWeight. */
+export function conv2dGradWeightPlan(
   geometry: ConvGeometry,
   tiling: GemmTile | DirectWeightTile,
-): ConvKernel {
-  return tiling.kind === "gemm" ? gemmGradWeight(geometry, tiling) : directGradWeight(geometry, tiling);
+): ConvPlan {
+  return tiling.kind === "gemm"
+    ? { scratch: {}, kernels: [gemmGradWeight(geometry, tiling)] }
+    : directGradWeight(geometry, tiling);
 }
 
 /** The kernel taps and input positions of one output phase of the input gradient, along one axis. */
@@ -309,6 +416,8 @@ interface GemmSpec {
   k: number;
   /** Binding declarations (buffers in dispatch order). */
   bindings: string;
+  /** The roles of the bound buffers. */
+  buffers: string[];
   a: Operand;
   b: Operand;
   /** Per output column j (global n index `c`): definitions for the store, suffix `j`. */
@@ -454,7 +563,12 @@ ${stores.join("\n")}
 }
 `;
   };
-  return { key: spec.key, workgroups, wgsl };
+  return {
+    key: spec.key,
+    buffers: spec.buffers,
+    dispatches: [{ ranges: spec.buffers.map(() => undefined), workgroups }],
+    wgsl,
+  };
 }
 
 function gemmForward(geometry: ConvGeometry, tile: GemmTile): ConvKernel {
@@ -473,6 +587,7 @@ function gemmForward(geometry: ConvGeometry, tile: GemmTile): ConvKernel {
     bindings: `@group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> weight: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;`,
+    buffers: ["x", "weight", "out"],
     a: {
       source: "weight",
       column: (j, c) => `  let aOk${j} = ${c} < ${cout}u;\n  let aBase${j} = ${c} * ${reduce}u;`,
@@ -525,6 +640,7 @@ function gemmGradInput(geometry: ConvGeometry, tile: GemmTile): ConvKernel[] {
         bindings: `@group(0) @binding(0) var<storage, read> gradOut: array<f32>;
 @group(0) @binding(1) var<storage, read> weight: array<f32>;
 @group(0) @binding(2) var<storage, read_write> gradIn: array<f32>;`,
+        buffers: ["gradOut", "weight", "gradIn"],
         a: {
           source: "weight",
           column: (j, c) => `  let aOk${j} = ${c} < ${cin}u;\n  let aBase${j} = ${c} * ${kernel * kernel}u;`,
@@ -580,6 +696,7 @@ function gemmGradWeight(geometry: ConvGeometry, tile: GemmTile): ConvKernel {
     bindings: `@group(0) @binding(0) var<storage, read> gradOut: array<f32>;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> gradWeight: array<f32>;`,
+    buffers: ["gradOut", "x", "gradWeight"],
     a: {
       source: "gradOut",
       column: (j, c) => `  let aOk${j} = ${c} < ${cout}u;\n  let aBase${j} = ${c} * ${outPixels}u;`,
@@ -611,23 +728,157 @@ function gemmGradWeight(geometry: ConvGeometry, tile: GemmTile): ConvKernel {
 // ---------------------------------------------------------------------------------------------------------
 // Direct tiling
 
-function checkDirect(sizes: Record<string, number>, workgroup: number): void {
+function checkDirect(sizes: Record<string, number>, workgroup: number, windowBytes: number): void {
   for (const [name, value] of Object.entries({ ...sizes, workgroup })) {
     if (!Number.isInteger(value) || value < 1) {
       throw new Error(`conv2d: direct tile ${name} must be a positive integer, got ${value}`);
     }
   }
   if (workgroup > 256) throw new Error(`conv2d: direct tile workgroup ${workgroup} is over 256 invocations`);
+  if (!Number.isInteger(windowBytes / BINDING_ALIGN) || windowBytes < 0) {
+    throw new Error(
+      `conv2d: direct tile windowBytes must be a multiple of ${BINDING_ALIGN}, got ${windowBytes}`,
+    );
+  }
 }
 
-/** Invocations indexed along x (folded into z past 65535 workgroups), channel blocks along y. */
-function laneGrid(lanes: number, workgroup: number, blocksY: number) {
+/**
+ * Workgroups for `lanes` invocations along x (folded into z past 65535 workgroups, so z > 1 only when x is
+ * the maximum, as `laneIndex` assumes) and `blocksY` channel blocks along y.
+ */
+function laneGrid(lanes: number, workgroup: number, blocksY: number): [number, number, number] {
   const groups = Math.max(1, Math.ceil(lanes / workgroup));
   const x = Math.min(groups, MAX_WORKGROUPS_X);
-  return {
-    workgroups: [x, blocksY, Math.ceil(groups / x)] as [number, number, number],
-    lane: `(wid.x + wid.z * ${x}u) * ${workgroup}u + tid`,
-  };
+  return [x, blocksY, Math.ceil(groups / x)];
+}
+
+function laneIndex(workgroup: number): string {
+  return `(wid.x + wid.z * ${MAX_WORKGROUPS_X}u) * ${workgroup}u + tid`;
+}
+
+/** Uniform bindings start at multiples of 256 bytes (minUniformBufferOffsetAlignment's default). */
+const BINDING_ALIGN = 256;
+
+function roundUp(value: number, multiple: number): number {
+  return Math.ceil(value / multiple) * multiple;
+}
+
+/** Elements a window holds from any start: the bound range starts at the aligned offset below it. */
+function windowCapacity(windowBytes: number): number {
+  return Math.max(0, windowBytes / 4 - (BINDING_ALIGN / 4 - 1));
+}
+
+/**
+ * How a kernel reads an f32 tensor of `total` elements: whole from storage (`vec4s` 0), or through uniform
+ * windows declared as `array<vec4f, vec4s>` (uniform arrays have a 16-byte stride).
+ */
+interface TensorRead {
+  name: string;
+  total: number;
+  vec4s: number;
+}
+
+function storageRead(name: string, total: number): TensorRead {
+  return { name, total, vec4s: 0 };
+}
+
+/**
+ * An operand read through windows of up to `longest` elements. A window is a whole number of 256-byte blocks,
+ * so one that would run past the buffer's end can be moved back to end with it: pooled buffers are sized
+ * in whole blocks (src/gpu/pool.ts).
+ */
+function windowedRead(name: string, total: number, longest: number): TensorRead {
+  const bytes = Math.min(
+    roundUp(longest * 4 + BINDING_ALIGN - 4, BINDING_ALIGN),
+    roundUp(total * 4, BINDING_ALIGN),
+  );
+  return { name, total, vec4s: bytes / 16 };
+}
+
+/**
+ * The range to bind for a window starting at element `start`, and the index of that element in the bound
+ * range (`base`); for a storage operand, no range and `base` = `start`, so kernels index both alike.
+ */
+function windowAt(read: TensorRead, start: number): { range: BufferRange | undefined; base: number } {
+  if (!read.vec4s) return { range: undefined, base: start };
+  const size = read.vec4s * 16;
+  const offset = Math.min(
+    Math.floor((start * 4) / BINDING_ALIGN) * BINDING_ALIGN,
+    roundUp(read.total * 4, BINDING_ALIGN) - size,
+  );
+  return { range: { offset, size }, base: start - offset / 4 };
+}
+
+function capitalised(name: string): string {
+  return name[0].toUpperCase() + name.slice(1);
+}
+
+/** The binding of an operand and `read<Name>(i)`, which reads element i of the bound range. */
+function readCode(read: TensorRead, binding: number): string {
+  const { name, vec4s } = read;
+  return vec4s
+    ? `@group(0) @binding(${binding}) var<uniform> ${name}: array<vec4f, ${vec4s}>;
+fn read${capitalised(name)}(i: u32) -> f32 {
+  return ${name}[i >> 2u][i & 3u];
+}`
+    : `@group(0) @binding(${binding}) var<storage, read> ${name}: array<f32>;
+fn read${capitalised(name)}(i: u32) -> f32 {
+  return ${name}[i];
+}`;
+}
+
+/** `load<Name>(at, ok)`: element `at` of the bound range, zero where not `ok` (then `at` may be negative). */
+function guardedLoad(read: TensorRead): string {
+  const name = capitalised(read.name);
+  return `fn load${name}(at: i32, ok: bool) -> f32 {
+  return select(0.0, read${name}(select(0u, u32(at), ok)), ok);
+}`;
+}
+
+function paramsCode(fields: string[], binding: number): string {
+  return `struct Params {
+${fields.map((f) => `  ${f}: u32,`).join("\n")}
+}
+@group(0) @binding(${binding}) var<uniform> params: Params;`;
+}
+
+/**
+ * Samples per dispatch for operands of `perSample` elements per sample: as many as every window holds,
+ * balanced over the groups; an operand whose single sample does not fit a window is read from storage
+ * (all samples when none fits).
+ */
+function sampleGroups(batch: number, perSample: number[], windowBytes: number) {
+  const capacity = windowCapacity(windowBytes);
+  const windowed = perSample.map((n) => n <= capacity);
+  let size = batch;
+  perSample.forEach((n, i) => {
+    if (windowed[i]) size = Math.min(size, Math.floor(capacity / n));
+  });
+  // One (empty) group for an empty batch, so the weight gradient is still written (as zeros).
+  const count = Math.max(1, Math.ceil(batch / Math.max(1, size)));
+  return { size: Math.ceil(batch / count), count, windowed };
+}
+
+/**
+ * Rows of `rowLength` elements per window of a weight tensor read in blocks of `block` rows: all of them
+ * when they fit one window, else a whole number of blocks, balanced over the windows; 0 when not even one
+ * block fits (the tensor is read from storage).
+ */
+function rowsPerWindow(rows: number, rowLength: number, block: number, windowBytes: number): number {
+  const capacity = windowCapacity(windowBytes);
+  if (rows * rowLength <= capacity) return rows;
+  const fit = Math.floor(Math.floor(capacity / rowLength) / block) * block;
+  if (fit === 0) return 0;
+  return roundUp(Math.ceil(rows / Math.ceil(rows / fit)), block);
+}
+
+/**
+ * `acc + a0*b0 + a1*b1 + ...` as nested fma() calls, for `terms` "a, b". One accumulator's products are
+ * written together so that the CPU compiler keeps it in a register across them: ordered by kernel tap, every
+ * product would reload and store its accumulator (a block has more accumulators than there are registers).
+ */
+function fmaChain(acc: string, terms: string[]): string {
+  return terms.reduce((sum, term) => `fma(${term}, ${sum})`, acc);
 }
 
 /** Positions `block * step + tap` reached by a block of `block` outputs and `taps` kernel taps. */
@@ -657,56 +908,86 @@ function patchBounds(
 }
 
 /** Loads the patch values `<name>{r}_{c}` at `plane + rowAt{r} + c` (zero outside the tensor). */
-function patchLoads(name: string, rows: number[], cols: number[], plane: string, indent: string): string {
+function patchLoads(
+  name: string,
+  load: string,
+  rows: number[],
+  cols: number[],
+  plane: string,
+  indent: string,
+): string {
   const lines: string[] = [];
   for (const r of rows) {
     for (const c of cols) {
       lines.push(
-        `${indent}let ${name}${r}_${c} = load(${plane} + rowAt${r} + ${c}, rowOk${r} && colOk${c});`,
+        `${indent}let ${name}${r}_${c} = ${load}(${plane} + rowAt${r} + ${c}, rowOk${r} && colOk${c});`,
       );
     }
   }
   return lines.join("\n");
 }
 
-/** A guarded load from `source`: the index is only used where `ok`, so it may be negative elsewhere. */
-function loadFunction(source: string): string {
-  return `fn load(at: i32, ok: bool) -> f32 {
-  return select(0.0, ${source}[select(0u, u32(at), ok)], ok);
-}`;
-}
-
-function directForward(geometry: ConvGeometry, tile: DirectTile): ConvKernel {
+function directForward(geometry: ConvGeometry, tile: DirectTile): ConvPlan {
   const { batch, cin, cout, height, width, kernel, stride, pad } = geometry;
-  const { channels, rows, cols, workgroup } = tile;
-  checkDirect({ channels, rows, cols }, workgroup);
+  const { channels, rows, cols, workgroup, windowBytes } = tile;
+  checkDirect({ channels, rows, cols }, workgroup, windowBytes);
   const [outH, outW] = outputSize(geometry);
   const tilesY = Math.ceil(outH / rows);
   const tilesX = Math.ceil(outW / cols);
-  const grid = laneGrid(batch * tilesY * tilesX, workgroup, Math.ceil(cout / channels));
   const taps = kernel * kernel;
+  const inPerSample = cin * height * width;
+  const groups = sampleGroups(batch, [inPerSample], windowBytes);
+  const x = groups.windowed[0]
+    ? windowedRead("x", batch * inPerSample, groups.size * inPerSample)
+    : storageRead("x", batch * inPerSample);
+  const weightRows = rowsPerWindow(cout, cin * taps, channels, windowBytes);
+  const weight = weightRows
+    ? windowedRead("weight", cout * cin * taps, weightRows * cin * taps)
+    : storageRead("weight", cout * cin * taps);
+  const outChannelsPerDispatch = weightRows || cout;
+  const dispatches: ConvDispatch[] = [];
+  for (let s0 = 0; s0 < batch; s0 += groups.size) {
+    const samples = Math.min(groups.size, batch - s0);
+    const xWindow = windowAt(x, s0 * inPerSample);
+    for (let co0 = 0; co0 < cout; co0 += outChannelsPerDispatch) {
+      const weightWindow = windowAt(weight, co0 * cin * taps);
+      const blocks = Math.ceil(Math.min(outChannelsPerDispatch, cout - co0) / channels);
+      dispatches.push({
+        ranges: [xWindow.range, weightWindow.range, undefined],
+        params: [xWindow.base, weightWindow.base, samples * tilesY * tilesX, s0, co0],
+        workgroups: laneGrid(samples * tilesY * tilesX, workgroup, blocks),
+      });
+    }
+  }
   const wgsl = () => {
     const patchRows = reached(rows, stride, kernel);
     const patchCols = reached(cols, stride, kernel);
     const accumulators: string[] = [];
-    const weightRows: string[] = [];
+    const weightRowsCode: string[] = [];
     const products: string[] = [];
     const stores: string[] = [];
     for (let m = 0; m < channels; m++) {
-      weightRows.push(`  let weightRow${m} = min(co0 + ${m}u, ${cout - 1}u) * ${cin * taps}u;`);
+      weightRowsCode.push(
+        `  let weightRow${m} = params.weightBase + (min(co0 + ${m}u, ${cout - 1}u) - params.coBase) * ${
+          cin * taps
+        }u;`,
+      );
       for (let ky = 0; ky < kernel; ky++) {
         for (let kx = 0; kx < kernel; kx++) {
           products.push(
-            `    let w${m}_${ky}_${kx} = weight[weightRow${m} + tapBase + ${ky * kernel + kx}u];`,
+            `    let w${m}_${ky}_${kx} = readWeight(weightRow${m} + tapBase + ${ky * kernel + kx}u);`,
           );
-          for (let y = 0; y < rows; y++) {
-            for (let x = 0; x < cols; x++) {
-              const acc = `acc${m}_${y}_${x}`;
-              products.push(
-                `    ${acc} = fma(w${m}_${ky}_${kx}, in${y * stride + ky}_${x * stride + kx}, ${acc});`,
-              );
+        }
+      }
+      for (let y = 0; y < rows; y++) {
+        for (let x = 0; x < cols; x++) {
+          const terms: string[] = [];
+          for (let ky = 0; ky < kernel; ky++) {
+            for (let kx = 0; kx < kernel; kx++) {
+              terms.push(`w${m}_${ky}_${kx}, in${y * stride + ky}_${x * stride + kx}`);
             }
           }
+          products.push(`    acc${m}_${y}_${x} = ${fmaChain(`acc${m}_${y}_${x}`, terms)};`);
         }
       }
       for (let y = 0; y < rows; y++) {
@@ -720,50 +1001,105 @@ function directForward(geometry: ConvGeometry, tile: DirectTile): ConvKernel {
       }
     }
     return `
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> weight: array<f32>;
+${readCode(x, 0)}
+${readCode(weight, 1)}
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
+${paramsCode(["xBase", "weightBase", "lanes", "sampleBase", "coBase"], 3)}
 
-${loadFunction("x")}
+${guardedLoad(x)}
 
 @compute @workgroup_size(${workgroup})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid: u32) {
-  let lane = ${grid.lane};
-  if (lane >= ${batch * tilesY * tilesX}u) { return; }
+  let lane = ${laneIndex(workgroup)};
+  if (lane >= params.lanes) { return; }
   let sample = lane / ${tilesY * tilesX}u;
   let tile = lane % ${tilesY * tilesX}u;
   let oy0 = (tile / ${tilesX}u) * ${rows}u;
   let ox0 = (tile % ${tilesX}u) * ${cols}u;
-  let co0 = wid.y * ${channels}u;
+  let co0 = params.coBase + wid.y * ${channels}u;
   let iy0 = i32(oy0 * ${stride}u) - ${pad};
   let ix0 = i32(ox0 * ${stride}u) - ${pad};
 ${patchBounds(patchRows, patchCols, "iy0", "ix0", height, width)}
-${weightRows.join("\n")}
+${weightRowsCode.join("\n")}
 ${accumulators.join("\n")}
+  let samplePlane = i32(params.xBase + sample * ${inPerSample}u) + ix0;
   for (var ci = 0u; ci < ${cin}u; ci++) {
-    let plane = i32(sample * ${cin * height * width}u + ci * ${height * width}u) + ix0;
-${patchLoads("in", patchRows, patchCols, "plane", "    ")}
+    let plane = samplePlane + i32(ci * ${height * width}u);
+${patchLoads("in", "loadX", patchRows, patchCols, "plane", "    ")}
     let tapBase = ci * ${taps}u;
 ${products.join("\n")}
   }
-  let outBase = sample * ${cout * outH * outW}u + co0 * ${outH * outW}u + oy0 * ${outW}u + ox0;
+  let outBase = (params.sampleBase + sample) * ${cout * outH * outW}u + co0 * ${
+      outH * outW
+    }u + oy0 * ${outW}u + ox0;
 ${stores.join("\n")}
 }
 `;
   };
   return {
-    key: `conv2d_forward:${geometryKey(geometry)}:direct${channels}/${rows}x${cols}/${workgroup}`,
-    workgroups: grid.workgroups,
-    wgsl,
+    scratch: {},
+    kernels: [{
+      key: `conv2d_forward:${
+        geometryKey(geometry)
+      }:direct${channels}/${rows}x${cols}/${workgroup}/${windowBytes}`,
+      buffers: ["x", "weight", "out"],
+      dispatches,
+      wgsl,
+    }],
   };
 }
 
-function directGradInput(geometry: ConvGeometry, tile: DirectTile): ConvKernel[] {
+/** `weightT[ci, co, tap] = weight[co, ci, tap]`: roles weight, weightT. */
+function transposeWeightKernel(geometry: ConvGeometry): ConvKernel {
+  const { cin, cout, kernel } = geometry;
+  const taps = kernel * kernel;
+  const total = cout * cin * taps;
+  const grid = gridFor(total);
+  return {
+    key: `conv2d_transpose_weight:${cout}x${cin}x${taps}`,
+    buffers: ["weight", "weightT"],
+    dispatches: [{ ranges: [undefined, undefined], workgroups: [...grid.workgroups, 1] }],
+    wgsl: () => `
+@group(0) @binding(0) var<storage, read> weight: array<f32>;
+@group(0) @binding(1) var<storage, read_write> weightT: array<f32>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let i = gid.x + gid.y * ${grid.rowStride}u;
+  if (i >= ${total}u) { return; }
+  let tap = i % ${taps}u;
+  let co = (i / ${taps}u) % ${cout}u;
+  let ci = i / ${cout * taps}u;
+  weightT[i] = weight[(co * ${cin}u + ci) * ${taps}u + tap];
+}
+`,
+  };
+}
+
+/**
+ * Windowed weights are read transposed (`weightT`, input channel major), so the weights of a range of input
+ * channels are one window.
+ */
+function directGradInput(geometry: ConvGeometry, tile: DirectTile): ConvPlan {
   const { batch, cin, cout, height, width, kernel, stride, pad } = geometry;
-  const { channels, rows, cols, workgroup } = tile;
-  checkDirect({ channels, rows, cols }, workgroup);
+  const { channels, rows, cols, workgroup, windowBytes } = tile;
+  checkDirect({ channels, rows, cols }, workgroup, windowBytes);
   const [outH, outW] = outputSize(geometry);
-  const kernels: ConvKernel[] = [];
+  const taps = kernel * kernel;
+  const outPerSample = cout * outH * outW;
+  const groups = sampleGroups(batch, [outPerSample], windowBytes);
+  const gradOut = groups.windowed[0]
+    ? windowedRead("gradOut", batch * outPerSample, groups.size * outPerSample)
+    : storageRead("gradOut", batch * outPerSample);
+  const weightRows = rowsPerWindow(cin, cout * taps, channels, windowBytes);
+  const weight = weightRows
+    ? windowedRead("weight", cout * cin * taps, weightRows * cout * taps)
+    : storageRead("weight", cout * cin * taps);
+  const inChannelsPerDispatch = weightRows || cin;
+  // Element (ci, co, tap) of the weights is at ci * rowStride + co * coStride + tap.
+  const rowStride = weightRows ? cout * taps : taps;
+  const coStride = weightRows ? taps : cin * taps;
+  const kernels: ConvKernel[] = weightRows ? [transposeWeightKernel(geometry)] : [];
   for (let py = 0; py < stride; py++) {
     for (let px = 0; px < stride; px++) {
       const phaseRows = phase(py, height, kernel, stride, pad);
@@ -771,30 +1107,52 @@ function directGradInput(geometry: ConvGeometry, tile: DirectTile): ConvKernel[]
       if (phaseRows.count === 0 || phaseCols.count === 0) continue;
       const tilesY = Math.ceil(phaseRows.count / rows);
       const tilesX = Math.ceil(phaseCols.count / cols);
-      const lanes = batch * tilesY * tilesX;
-      const grid = laneGrid(lanes, workgroup, Math.ceil(cin / channels));
+      const dispatches: ConvDispatch[] = [];
+      for (let s0 = 0; s0 < batch; s0 += groups.size) {
+        const samples = Math.min(groups.size, batch - s0);
+        const gradWindow = windowAt(gradOut, s0 * outPerSample);
+        for (let ci0 = 0; ci0 < cin; ci0 += inChannelsPerDispatch) {
+          const weightWindow = windowAt(weight, ci0 * rowStride);
+          const blocks = Math.ceil(Math.min(inChannelsPerDispatch, cin - ci0) / channels);
+          dispatches.push({
+            ranges: [gradWindow.range, weightWindow.range, undefined],
+            params: [gradWindow.base, weightWindow.base, samples * tilesY * tilesX, s0, ci0],
+            workgroups: laneGrid(samples * tilesY * tilesX, workgroup, blocks),
+          });
+        }
+      }
       const reachedByTaps = phaseRows.taps > 0 && phaseCols.taps > 0;
       const wgsl = () => {
         // Patch row r holds gradOut row oyStart + r; output row y with tap j reads row y - j + taps - 1.
         const patchRows = reached(rows, 1, phaseRows.taps);
         const patchCols = reached(cols, 1, phaseCols.taps);
         const accumulators: string[] = [];
-        const weightColumns: string[] = [];
+        const weightRowsCode: string[] = [];
         const products: string[] = [];
         const stores: string[] = [];
         for (let m = 0; m < channels; m++) {
-          weightColumns.push(`  let weightColumn${m} = min(ci0 + ${m}u, ${cin - 1}u) * ${kernel * kernel}u;`);
+          weightRowsCode.push(
+            `  let weightRow${m} = params.weightBase + (min(ci0 + ${m}u, ${
+              cin - 1
+            }u) - params.ciBase) * ${rowStride}u;`,
+          );
           for (let jy = 0; jy < phaseRows.taps; jy++) {
             for (let jx = 0; jx < phaseCols.taps; jx++) {
               const tap = (phaseRows.tap0 + stride * jy) * kernel + phaseCols.tap0 + stride * jx;
-              products.push(`    let w${m}_${jy}_${jx} = weight[tapBase + weightColumn${m} + ${tap}u];`);
-              for (let y = 0; y < rows; y++) {
-                for (let x = 0; x < cols; x++) {
-                  const acc = `acc${m}_${y}_${x}`;
-                  const g = `g${y - jy + phaseRows.taps - 1}_${x - jx + phaseCols.taps - 1}`;
-                  products.push(`    ${acc} = fma(w${m}_${jy}_${jx}, ${g}, ${acc});`);
+              products.push(`    let w${m}_${jy}_${jx} = readWeight(weightRow${m} + tapBase + ${tap}u);`);
+            }
+          }
+          for (let y = 0; y < rows; y++) {
+            for (let x = 0; x < cols; x++) {
+              const terms: string[] = [];
+              for (let jy = 0; jy < phaseRows.taps; jy++) {
+                for (let jx = 0; jx < phaseCols.taps; jx++) {
+                  terms.push(
+                    `w${m}_${jy}_${jx}, g${y - jy + phaseRows.taps - 1}_${x - jx + phaseCols.taps - 1}`,
+                  );
                 }
               }
+              products.push(`    acc${m}_${y}_${x} = ${fmaChain(`acc${m}_${y}_${x}`, terms)};`);
             }
           }
           for (let y = 0; y < rows; y++) {
@@ -810,48 +1168,39 @@ function directGradInput(geometry: ConvGeometry, tile: DirectTile): ConvKernel[]
           }
         }
         const reduction = reachedByTaps
-          ? `${weightColumns.join("\n")}
+          ? `${patchBounds(patchRows, patchCols, "oyStart", "oxStart", outH, outW)}
+${weightRowsCode.join("\n")}
+  let samplePlane = i32(params.gradOutBase + sample * ${outPerSample}u) + oxStart;
   for (var co = 0u; co < ${cout}u; co++) {
-    let plane = i32(sample * ${cout * outH * outW}u + co * ${outH * outW}u) + oxStart;
-${patchLoads("g", patchRows, patchCols, "plane", "    ")}
-    let tapBase = co * ${cin * kernel * kernel}u;
+    let plane = samplePlane + i32(co * ${outH * outW}u);
+${patchLoads("g", "loadGradOut", patchRows, patchCols, "plane", "    ")}
+    let tapBase = co * ${coStride}u;
 ${products.join("\n")}
   }`
           // No kernel tap reaches this phase: its gradient is zero (the bindings stay declared and used).
-          : `  _ = load(0, false);\n  _ = weight[0];`;
+          : `  _ = loadGradOut(0, false);\n  _ = readWeight(0u);`;
         return `
-@group(0) @binding(0) var<storage, read> gradOut: array<f32>;
-@group(0) @binding(1) var<storage, read> weight: array<f32>;
+${readCode(gradOut, 0)}
+${readCode(weight, 1)}
 @group(0) @binding(2) var<storage, read_write> gradIn: array<f32>;
+${paramsCode(["gradOutBase", "weightBase", "lanes", "sampleBase", "ciBase"], 3)}
 
-${loadFunction("gradOut")}
+${guardedLoad(gradOut)}
 
 @compute @workgroup_size(${workgroup})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid: u32) {
-  let lane = ${grid.lane};
-  if (lane >= ${lanes}u) { return; }
+  let lane = ${laneIndex(workgroup)};
+  if (lane >= params.lanes) { return; }
   let sample = lane / ${tilesY * tilesX}u;
   let tile = lane % ${tilesY * tilesX}u;
   let qy0 = (tile / ${tilesX}u) * ${rows}u;
   let qx0 = (tile % ${tilesX}u) * ${cols}u;
-  let ci0 = wid.y * ${channels}u;
+  let ci0 = params.ciBase + wid.y * ${channels}u;
   let oyStart = i32(qy0) + ${phaseRows.offset - (phaseRows.taps - 1)};
   let oxStart = i32(qx0) + ${phaseCols.offset - (phaseCols.taps - 1)};
-${
-          reachedByTaps
-            ? patchBounds(
-              reached(rows, 1, phaseRows.taps),
-              reached(cols, 1, phaseCols.taps),
-              "oyStart",
-              "oxStart",
-              outH,
-              outW,
-            )
-            : ""
-        }
 ${accumulators.join("\n")}
 ${reduction}
-  let inBase = sample * ${cin * height * width}u + ci0 * ${height * width}u +
+  let inBase = (params.sampleBase + sample) * ${cin * height * width}u + ci0 * ${height * width}u +
     (${py}u + qy0 * ${stride}u) * ${width}u + ${px}u + qx0 * ${stride}u;
 ${stores.join("\n")}
 }
@@ -860,26 +1209,96 @@ ${stores.join("\n")}
       kernels.push({
         key: `conv2d_grad_input:${
           geometryKey(geometry)
-        }:phase${py},${px}:direct${channels}/${rows}x${cols}/${workgroup}`,
-        workgroups: grid.workgroups,
+        }:phase${py},${px}:direct${channels}/${rows}x${cols}/${workgroup}/${windowBytes}`,
+        buffers: ["gradOut", weightRows ? "weightT" : "weight", "gradIn"],
+        dispatches,
         wgsl,
       });
     }
   }
-  return kernels;
+  return { scratch: weightRows ? { weightT: cout * cin * taps } : {}, kernels };
 }
 
-function directGradWeight(geometry: ConvGeometry, tile: DirectWeightTile): ConvKernel {
+/**
+ * `gradWeight[e] = sum over p of partials[e, p]`: roles partials, gradWeight. Each weight's partial sums are
+ * adjacent, so a range of weights is one window.
+ */
+function reducePartialsKernel(weights: number, partialCount: number, windowBytes: number): ConvKernel {
+  const weightsPerWindow = Math.min(weights, Math.floor(windowCapacity(windowBytes) / partialCount));
+  const partials = weightsPerWindow
+    ? windowedRead("partials", weights * partialCount, weightsPerWindow * partialCount)
+    : storageRead("partials", weights * partialCount);
+  const weightsPerDispatch = weightsPerWindow || weights;
+  const dispatches: ConvDispatch[] = [];
+  for (let e0 = 0; e0 < weights; e0 += weightsPerDispatch) {
+    const window = windowAt(partials, e0 * partialCount);
+    const lanes = Math.min(weightsPerDispatch, weights - e0);
+    dispatches.push({
+      ranges: [window.range, undefined],
+      params: [window.base, lanes, e0],
+      workgroups: laneGrid(lanes, REDUCE_WORKGROUP, 1),
+    });
+  }
+  return {
+    key: `conv2d_grad_weight_reduce:${weights}x${partialCount}/${windowBytes}`,
+    buffers: ["partials", "gradWeight"],
+    dispatches,
+    wgsl: () => `
+${readCode(partials, 0)}
+@group(0) @binding(1) var<storage, read_write> gradWeight: array<f32>;
+${paramsCode(["partialsBase", "lanes", "weightBase"], 2)}
+
+@compute @workgroup_size(${REDUCE_WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid: u32) {
+  let lane = ${laneIndex(REDUCE_WORKGROUP)};
+  if (lane >= params.lanes) { return; }
+  let first = params.partialsBase + lane * ${partialCount}u;
+  var sum = 0.0;
+  for (var p = 0u; p < ${partialCount}u; p++) {
+    sum += readPartials(first + p);
+  }
+  gradWeight[params.weightBase + lane] = sum;
+}
+`,
+  };
+}
+
+const REDUCE_WORKGROUP = 16;
+
+function directGradWeight(geometry: ConvGeometry, tile: DirectWeightTile): ConvPlan {
   const { batch, cin, cout, height, width, kernel, stride, pad } = geometry;
-  const { outChannels, inChannels, rows, cols, workgroup } = tile;
-  checkDirect({ outChannels, inChannels, rows, cols }, workgroup);
+  const { outChannels, inChannels, rows, cols, workgroup, splits, windowBytes } = tile;
+  checkDirect({ outChannels, inChannels, rows, cols, splits }, workgroup, windowBytes);
   const [outH, outW] = outputSize(geometry);
   const tilesY = Math.ceil(outH / rows);
   const tilesX = Math.ceil(outW / cols);
-  const inBlocks = Math.ceil(cin / inChannels);
-  const lanes = Math.ceil(cout / outChannels) * inBlocks;
-  const grid = laneGrid(lanes, workgroup, 1);
   const taps = kernel * kernel;
+  const weights = cout * cin * taps;
+  const outPerSample = cout * outH * outW;
+  const inPerSample = cin * height * width;
+  const groups = sampleGroups(batch, [outPerSample, inPerSample], windowBytes);
+  const gradOut = groups.windowed[0]
+    ? windowedRead("gradOut", batch * outPerSample, groups.size * outPerSample)
+    : storageRead("gradOut", batch * outPerSample);
+  const x = groups.windowed[1]
+    ? windowedRead("x", batch * inPerSample, groups.size * inPerSample)
+    : storageRead("x", batch * inPerSample);
+  const partialCount = groups.count * splits;
+  const inBlocks = Math.ceil(cin / inChannels);
+  const lanes = Math.ceil(cout / outChannels) * inBlocks * splits;
+  const dispatches: ConvDispatch[] = [];
+  for (let g = 0; g < groups.count; g++) {
+    const s0 = g * groups.size;
+    const samples = Math.min(groups.size, batch - s0);
+    const gradWindow = windowAt(gradOut, s0 * outPerSample);
+    const xWindow = windowAt(x, s0 * inPerSample);
+    dispatches.push({
+      ranges: [gradWindow.range, xWindow.range, undefined],
+      params: [gradWindow.base, xWindow.base, samples * tilesY * tilesX, g * splits],
+      workgroups: laneGrid(lanes, workgroup, 1),
+    });
+  }
+  const output = partialCount > 1 ? "partials" : "gradWeight";
   const wgsl = () => {
     const patchRows = reached(rows, stride, kernel);
     const patchCols = reached(cols, stride, kernel);
@@ -897,7 +1316,9 @@ function directGradWeight(geometry: ConvGeometry, tile: DirectWeightTile): ConvK
         for (let x = 0; x < cols; x++) {
           const inside = [rowInside(y), colInside(x)].filter(Boolean).join(" && ") || "true";
           gradLoads.push(
-            `    let g${o}_${y}_${x} = loadGrad(i32(gradBase + gradRow${o} + ${y * outW + x}u), ${inside});`,
+            `    let g${o}_${y}_${x} = loadGradOut(i32(gradBase + gradRow${o} + ${
+              y * outW + x
+            }u), ${inside});`,
           );
         }
       }
@@ -912,9 +1333,9 @@ function directGradWeight(geometry: ConvGeometry, tile: DirectWeightTile): ConvK
             accumulators.push(`  var ${acc} = 0.0;`);
             stores.push(
               `  if (co0 + ${o}u < ${cout}u && ci0 + ${i}u < ${cin}u) {\n` +
-                `    gradWeight[(co0 + ${o}u) * ${cin * taps}u + (ci0 + ${i}u) * ${taps}u + ${
+                `    ${output}[((co0 + ${o}u) * ${cin * taps}u + (ci0 + ${i}u) * ${taps}u + ${
                   ky * kernel + kx
-                }u] = ${acc};\n  }`,
+                }u) * ${partialCount}u + partial] = ${acc};\n  }`,
             );
             for (let y = 0; y < rows; y++) {
               for (let x = 0; x < cols; x++) {
@@ -927,51 +1348,59 @@ function directGradWeight(geometry: ConvGeometry, tile: DirectWeightTile): ConvK
         }
       }
       blocks.push(`    {
-${patchLoads("p", patchRows, patchCols, `sampleBase + plane${i}`, "      ")}
+${patchLoads("p", "loadX", patchRows, patchCols, `samplePlane + plane${i}`, "      ")}
 ${products.join("\n")}
     }`);
     }
     return `
-@group(0) @binding(0) var<storage, read> gradOut: array<f32>;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> gradWeight: array<f32>;
+${readCode(gradOut, 0)}
+${readCode(x, 1)}
+@group(0) @binding(2) var<storage, read_write> ${output}: array<f32>;
+${paramsCode(["gradOutBase", "xBase", "steps", "partialBase"], 3)}
 
-${loadFunction("x")}
-
-fn loadGrad(at: i32, ok: bool) -> f32 {
-  return select(0.0, gradOut[select(0u, u32(at), ok)], ok);
-}
+${guardedLoad(gradOut)}
+${guardedLoad(x)}
 
 @compute @workgroup_size(${workgroup})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid: u32) {
-  let lane = ${grid.lane};
+  let lane = ${laneIndex(workgroup)};
   if (lane >= ${lanes}u) { return; }
-  let co0 = (lane / ${inBlocks}u) * ${outChannels}u;
-  let ci0 = (lane % ${inBlocks}u) * ${inChannels}u;
+  let split = lane % ${splits}u;
+  let block = lane / ${splits}u;
+  let co0 = (block / ${inBlocks}u) * ${outChannels}u;
+  let ci0 = (block % ${inBlocks}u) * ${inChannels}u;
+  let partial = params.partialBase + split;
 ${setup.join("\n")}
 ${accumulators.join("\n")}
-  for (var step = 0u; step < ${batch * tilesY * tilesX}u; step++) {
+  for (var step = split; step < params.steps; step += ${splits}u) {
     let sample = step / ${tilesY * tilesX}u;
     let tile = step % ${tilesY * tilesX}u;
     let oy0 = (tile / ${tilesX}u) * ${rows}u;
     let ox0 = (tile % ${tilesX}u) * ${cols}u;
-    let gradBase = sample * ${cout * outH * outW}u + oy0 * ${outW}u + ox0;
+    let gradBase = params.gradOutBase + sample * ${outPerSample}u + oy0 * ${outW}u + ox0;
 ${gradLoads.join("\n")}
     let iy0 = i32(oy0 * ${stride}u) - ${pad};
     let ix0 = i32(ox0 * ${stride}u) - ${pad};
 ${patchBounds(patchRows, patchCols, "iy0", "ix0", height, width, "    ")}
-    let sampleBase = i32(sample * ${cin * height * width}u) + ix0;
+    let samplePlane = i32(params.xBase + sample * ${inPerSample}u) + ix0;
 ${blocks.join("\n")}
   }
 ${stores.join("\n")}
 }
 `;
   };
-  return {
+  const partialKernel: ConvKernel = {
     key: `conv2d_grad_weight:${
       geometryKey(geometry)
-    }:direct${outChannels}x${inChannels}/${rows}x${cols}/${workgroup}`,
-    workgroups: grid.workgroups,
+    }:direct${outChannels}x${inChannels}/${rows}x${cols}/${workgroup}/${splits}/${windowBytes}`,
+    buffers: ["gradOut", "x", output],
+    dispatches,
     wgsl,
   };
+  return partialCount > 1
+    ? {
+      scratch: { partials: partialCount * weights },
+      kernels: [partialKernel, reducePartialsKernel(weights, partialCount, windowBytes)],
+    }
+    : { scratch: {}, kernels: [partialKernel] };
 }

@@ -1,19 +1,20 @@
 import assert from "node:assert/strict";
 import {
-  conv2dForwardKernel,
-  conv2dGradInputKernels,
-  conv2dGradWeightKernel,
+  conv2dForwardPlan,
+  conv2dGradInputPlan,
+  conv2dGradWeightPlan,
   type ConvGeometry,
+  type ConvPlan,
+  defaultConvTilings,
   type DirectTile,
   type DirectWeightTile,
   type GemmTile,
   outputSize,
 } from "../kernels/conv2d.ts";
-import { dispatch } from "../src/gpu/kernels.ts";
-import { conv2d } from "../src/ops/conv2d.ts";
+import { conv2d, dispatchConvPlan } from "../src/ops/conv2d.ts";
 import { Tape } from "../src/tensor/tape.ts";
 import { Tensor } from "../src/tensor/tensor.ts";
-import { assertTensorClose, Fixture, FORWARD, GRADIENT, setupGpu } from "./helpers.ts";
+import { assertClose, assertTensorClose, Fixture, FORWARD, GRADIENT, setupGpu } from "./helpers.ts";
 
 const CASES = [
   "k1",
@@ -96,15 +97,63 @@ const TILINGS: TilingCase[] = [
 ].map((tile) => ({ pixels: tile as GemmTile, weights: tile as GemmTile }));
 TILINGS.push(
   {
-    pixels: { kind: "direct", channels: 3, rows: 2, cols: 3, workgroup: 8 },
-    weights: { kind: "direct", outChannels: 5, inChannels: 3, rows: 3, cols: 2, workgroup: 4 },
+    pixels: { kind: "direct", channels: 3, rows: 2, cols: 3, workgroup: 8, windowBytes: 0 },
+    weights: {
+      kind: "direct",
+      outChannels: 5,
+      inChannels: 3,
+      rows: 3,
+      cols: 2,
+      workgroup: 4,
+      splits: 1,
+      windowBytes: 0,
+    },
   },
   {
-    pixels: { kind: "direct", channels: 5, rows: 4, cols: 1, workgroup: 16 },
-    weights: { kind: "direct", outChannels: 2, inChannels: 7, rows: 1, cols: 5, workgroup: 8 },
+    pixels: { kind: "direct", channels: 5, rows: 4, cols: 1, workgroup: 16, windowBytes: 0 },
+    weights: {
+      kind: "direct",
+      outChannels: 2,
+      inChannels: 7,
+      rows: 1,
+      cols: 5,
+      workgroup: 8,
+      splits: 1,
+      windowBytes: 0,
+    },
   },
 );
 
+// Direct blocks through uniform windows: in the large fixtures a sample of x (2,304 elements) fits a
+// 16 KiB window but not an 8 KiB one, and the forward weights take three 8 KiB windows of output channels.
+TILINGS.push(
+  {
+    pixels: { kind: "direct", channels: 5, rows: 2, cols: 3, workgroup: 8, windowBytes: 8192 },
+    weights: {
+      kind: "direct",
+      outChannels: 5,
+      inChannels: 3,
+      rows: 3,
+      cols: 2,
+      workgroup: 8,
+      splits: 3,
+      windowBytes: 16384,
+    },
+  },
+  {
+    pixels: { kind: "direct", channels: 3, rows: 4, cols: 1, workgroup: 16, windowBytes: 16384 },
+    weights: {
+      kind: "direct",
+      outChannels: 2,
+      inChannels: 7,
+      rows: 1,
+      cols: 5,
+      workgroup: 8,
+      splits: 2,
+      windowBytes: 8192,
+    },
+  },
+);
 // Stride 3 (nine phases) under the GEMM tiling; the op tests cover it under the default direct tiling.
 const KERNEL_CASES: [string, TilingCase[]][] = [
   ["large_s1", TILINGS],
@@ -127,23 +176,256 @@ for (const [name, tilings] of KERNEL_CASES) {
     for (const { pixels, weights } of tilings) {
       const what = `${name} with tiles ${JSON.stringify(pixels)} ${JSON.stringify(weights)}`;
       const out = Tensor.empty([batch, cout, ...outputSize(geometry)], { name: `out ${what}` });
-      const forward = conv2dForwardKernel(geometry, pixels);
-      dispatch(forward, [x.buffer, weight.buffer, out.buffer], forward.workgroups);
+      dispatchConvPlan(conv2dForwardPlan(geometry, pixels), {
+        x: x.buffer,
+        weight: weight.buffer,
+        out: out.buffer,
+      });
       await assertTensorClose(out, f, "out", FORWARD);
       const gradX = Tensor.empty(x.shape, { name: `grad_x ${what}` });
-      for (const k of conv2dGradInputKernels(geometry, pixels)) {
-        dispatch(k, [up.buffer, weight.buffer, gradX.buffer], k.workgroups);
-      }
+      dispatchConvPlan(conv2dGradInputPlan(geometry, pixels), {
+        gradOut: up.buffer,
+        weight: weight.buffer,
+        gradIn: gradX.buffer,
+      });
       await assertTensorClose(gradX, f, "grad_x", GRADIENT);
       const gradWeight = Tensor.empty(weight.shape, { name: `grad_weight ${what}` });
-      const gradWeightKernel = conv2dGradWeightKernel(geometry, weights);
-      dispatch(gradWeightKernel, [up.buffer, x.buffer, gradWeight.buffer], gradWeightKernel.workgroups);
+      dispatchConvPlan(conv2dGradWeightPlan(geometry, weights), {
+        gradOut: up.buffer,
+        x: x.buffer,
+        gradWeight: gradWeight.buffer,
+      });
       await assertTensorClose(gradWeight, f, "grad_weight", GRADIENT);
       for (const t of [out, gradX, gradWeight]) t.dispose();
     }
     for (const t of [x, weight, up]) t.dispose();
   });
 }
+
+/** Deterministic values in [-1, 1). */
+function values(count: number, seed: number): Float32Array {
+  let state = seed >>> 0;
+  return Float32Array.from({ length: count }, () => {
+    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+    return state / 2 ** 31 - 1;
+  });
+}
+
+/** Output, input gradient and weight gradient for upstream gradient `up`, accumulated in f64. */
+function referenceConv(g: ConvGeometry, x: Float32Array, weight: Float32Array, up: Float32Array) {
+  const { batch, cin, cout, height, width, kernel, stride, pad } = g;
+  const [outH, outW] = outputSize(g);
+  const out = new Float64Array(batch * cout * outH * outW);
+  const gradX = new Float64Array(x.length);
+  const gradWeight = new Float64Array(weight.length);
+  for (let n = 0; n < batch; n++) {
+    for (let co = 0; co < cout; co++) {
+      for (let oy = 0; oy < outH; oy++) {
+        for (let ox = 0; ox < outW; ox++) {
+          const o = ((n * cout + co) * outH + oy) * outW + ox;
+          for (let ci = 0; ci < cin; ci++) {
+            for (let ky = 0; ky < kernel; ky++) {
+              for (let kx = 0; kx < kernel; kx++) {
+                const iy = oy * stride - pad + ky;
+                const ix = ox * stride - pad + kx;
+                if (iy < 0 || iy >= height || ix < 0 || ix >= width) continue;
+                const xi = ((n * cin + ci) * height + iy) * width + ix;
+                const wi = ((co * cin + ci) * kernel + ky) * kernel + kx;
+                out[o] += weight[wi] * x[xi];
+                gradX[xi] += weight[wi] * up[o];
+                gradWeight[wi] += up[o] * x[xi];
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  return { out, gradX, gradWeight };
+}
+
+interface WindowCase {
+  geometry: ConvGeometry;
+  pixels: DirectTile;
+  weights: DirectWeightTile;
+}
+
+function geometry(
+  batch: number,
+  cin: number,
+  cout: number,
+  [height, width]: [number, number],
+  [kernel, stride, pad]: [number, number, number],
+): ConvGeometry {
+  return { batch, cin, cout, height, width, kernel, stride, pad };
+}
+
+function pixelTile(channels: number, rows: number, cols: number, windowBytes: number): DirectTile {
+  return { kind: "direct", channels, rows, cols, workgroup: 8, windowBytes };
+}
+
+function weightTile(
+  [outChannels, inChannels]: [number, number],
+  [rows, cols]: [number, number],
+  splits: number,
+  windowBytes: number,
+): DirectWeightTile {
+  return { kind: "direct", outChannels, inChannels, rows, cols, workgroup: 8, splits, windowBytes };
+}
+
+/**
+ * Windows far smaller than the 64 KiB default, so tiny tensors span many of them: samples and weight
+ * rows that start off the 256-byte binding alignment, last windows moved back to end with the buffer,
+ * weights larger than one window (forward: by output channel; input gradient: transposed, by input
+ * channel), operands too large for a window read from storage, odd channel counts that overhang the
+ * blocks, stride-2 phases (with and without kernel taps), and weight-gradient partial sums from several
+ * sample groups and splits added through several windows or from storage.
+ */
+const WINDOW_CASES: WindowCase[] = [
+  {
+    geometry: geometry(5, 3, 7, [9, 7], [3, 1, 1]),
+    pixels: pixelTile(3, 2, 4, 1024),
+    weights: weightTile([3, 2], [2, 3], 3, 2048),
+  },
+  {
+    geometry: geometry(5, 3, 7, [9, 7], [3, 1, 1]),
+    pixels: { ...pixelTile(1, 4, 2, 512), workgroup: 16 },
+    weights: weightTile([5, 3], [1, 4], 16, 512),
+  },
+  {
+    geometry: geometry(4, 5, 3, [8, 9], [3, 2, 1]),
+    pixels: pixelTile(2, 2, 3, 2048),
+    weights: weightTile([2, 5], [2, 2], 2, 1024),
+  },
+  {
+    geometry: geometry(3, 4, 6, [7, 7], [1, 2, 0]),
+    pixels: pixelTile(4, 1, 2, 512),
+    weights: weightTile([4, 4], [2, 2], 5, 512),
+  },
+  {
+    geometry: geometry(2, 2, 3, [7, 8], [5, 2, 2]),
+    pixels: pixelTile(3, 2, 2, 1024),
+    weights: weightTile([3, 1], [2, 2], 4, 1024),
+  },
+];
+
+function runPlan(plan: ConvPlan, operands: Record<string, Tensor>, output: Tensor): Promise<Float32Array> {
+  dispatchConvPlan(plan, Object.fromEntries(Object.entries(operands).map(([role, t]) => [role, t.buffer])));
+  return output.readFloat();
+}
+
+for (const [index, { geometry: g, pixels, weights }] of WINDOW_CASES.entries()) {
+  Deno.test(`conv2d direct kernels through uniform windows, case ${index}: match a CPU reference`, async () => {
+    await setupGpu();
+    const [outH, outW] = outputSize(g);
+    const xData = values(g.batch * g.cin * g.height * g.width, 1 + index);
+    const weightData = values(g.cout * g.cin * g.kernel * g.kernel, 100 + index);
+    const upData = values(g.batch * g.cout * outH * outW, 200 + index);
+    const expected = referenceConv(g, xData, weightData, upData);
+    const x = Tensor.fromData(xData, [g.batch, g.cin, g.height, g.width], { name: "x" });
+    const weight = Tensor.fromData(weightData, [g.cout, g.cin, g.kernel, g.kernel], { name: "weight" });
+    const gradOut = Tensor.fromData(upData, [g.batch, g.cout, outH, outW], { name: "gradOut" });
+    const out = Tensor.empty(gradOut.shape, { name: "out" });
+    const gradIn = Tensor.empty(x.shape, { name: "gradIn" });
+    const gradWeight = Tensor.empty(weight.shape, { name: "gradWeight" });
+    const what = `${JSON.stringify(g)} with ${JSON.stringify(pixels)} ${JSON.stringify(weights)}`;
+    assertClose(
+      await runPlan(conv2dForwardPlan(g, pixels), { x, weight, out }, out),
+      expected.out,
+      FORWARD,
+      `out ${what}`,
+    );
+    assertClose(
+      await runPlan(conv2dGradInputPlan(g, pixels), { gradOut, weight, gradIn }, gradIn),
+      expected.gradX,
+      GRADIENT,
+      `grad_x ${what}`,
+    );
+    assertClose(
+      await runPlan(conv2dGradWeightPlan(g, weights), { gradOut, x, gradWeight }, gradWeight),
+      expected.gradWeight,
+      GRADIENT,
+      `grad_weight ${what}`,
+    );
+    for (const t of [x, weight, gradOut, out, gradIn, gradWeight]) t.dispose();
+  });
+}
+
+/** Per role of a plan's kernel: the byte ranges its dispatches bind, or "storage" for whole buffers. */
+function bindings(plan: ConvPlan, kernel: number): Record<string, string[] | "storage"> {
+  const { buffers, dispatches } = plan.kernels[kernel];
+  return Object.fromEntries(buffers.map((role, i) => {
+    const ranges = dispatches.map((d) => d.ranges[i]);
+    return [
+      role,
+      ranges.every((r) => r === undefined)
+        ? "storage"
+        : ranges.map((r) => (r ? `${r.offset}+${r.size}` : "whole")),
+    ];
+  }));
+}
+
+Deno.test("conv2d direct plans: window placement of the first window case", () => {
+  const { geometry: g, pixels, weights } = WINDOW_CASES[0];
+  // x: one sample (189 floats) per 1 KiB window, each bound from the 256-byte boundary below it; the
+  // weights (756 bytes) are one window; out is written through storage, one dispatch per sample.
+  assert.deepEqual(bindings(conv2dForwardPlan(g, pixels), 0), {
+    x: ["0+1024", "512+1024", "1280+1024", "2048+1024", "2816+1024"],
+    weight: Array(5).fill("0+768"),
+    out: "storage",
+  });
+  const gradWeight = conv2dGradWeightPlan(g, weights);
+  // 3 splits x 5 sample groups = 15 partial sums per weight; the reduction reads 29 weights' partials per
+  // window, and its last window is moved back to end with the 11,340-byte (11,520 pooled) buffer.
+  assert.equal(gradWeight.scratch.partials, 15 * 189);
+  const reduce = bindings(gradWeight, 1).partials as string[];
+  assert.equal(reduce.length, 7);
+  assert.equal(reduce.at(-1), "9472+2048");
+  // Input gradient: gradOut (441 floats per sample) does not fit a 1 KiB window, the transposed weights do.
+  const gradInput = conv2dGradInputPlan(g, pixels);
+  assert.deepEqual(gradInput.kernels.map((k) => k.buffers), [["weight", "weightT"], [
+    "gradOut",
+    "weightT",
+    "gradIn",
+  ]]);
+  assert.deepEqual(bindings(gradInput, 1), { gradOut: "storage", weightT: ["0+768"], gradIn: "storage" });
+});
+
+Deno.test("conv2d direct plans: weights larger than a window are split by channel ranges", () => {
+  const { geometry: g, pixels } = WINDOW_CASES[1];
+  // 27 floats per output channel, 2 channels per 512-byte window: 4 windows, the last moved back to end
+  // with the 768-byte buffer.
+  assert.deepEqual(bindings(conv2dForwardPlan(g, pixels), 0), {
+    x: "storage",
+    weight: ["0+512", "0+512", "256+512", "256+512"],
+    out: "storage",
+  });
+  // Transposed, 63 floats per input channel: one input channel per window.
+  assert.deepEqual(bindings(conv2dGradInputPlan(g, pixels), 1), {
+    gradOut: "storage",
+    weightT: ["0+512", "0+512", "256+512"],
+    gradIn: "storage",
+  });
+});
+
+Deno.test("conv2d CPU tilings: the default network's 28x28 convolution is windowed and keeps both threads busy", () => {
+  const g = geometry(32, 8, 8, [28, 28], [3, 1, 1]);
+  const tilings = defaultConvTilings(g, true, 2);
+  const plans = [
+    conv2dForwardPlan(g, tilings.forward),
+    conv2dGradInputPlan(g, tilings.gradInput),
+    conv2dGradWeightPlan(g, tilings.gradWeight),
+  ];
+  // The main kernel of each pass (the input gradient's runs after the weight transposition).
+  const main = [plans[0].kernels[0], plans[1].kernels[1], plans[2].kernels[0]];
+  for (const [i, kernel] of main.entries()) {
+    const [first, second] = Object.values(bindings(plans[i], plans[i].kernels.indexOf(kernel)));
+    assert.ok(Array.isArray(first) && Array.isArray(second), `${kernel.key} reads from storage`);
+    for (const { workgroups: [x, y, z] } of kernel.dispatches) {
+      assert.ok(x * y * z >= 2, `${kernel.key} has a dispatch of ${x * y * z} workgroup(s)`);
+    }
+  }
+});
 
 Deno.test("conv2d: mismatched channels and non-4-D inputs are errors naming both shapes", async () => {
   await setupGpu();

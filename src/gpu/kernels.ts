@@ -17,6 +17,8 @@ const MAX_PENDING_DISPATCHES = 512;
 const UNIFORM_BYTES = 256;
 
 const pipelines = new Map<string, GPUComputePipeline>();
+/** Group 0's layout per pipeline: a bind group made with a fresh layout object costs twice as much. */
+const layouts = new Map<GPUComputePipeline, GPUBindGroupLayout>();
 let encoder: GPUCommandEncoder | undefined;
 let pass: GPUComputePassEncoder | undefined;
 let pendingDispatches = 0;
@@ -58,12 +60,13 @@ function currentEncoder(): GPUCommandEncoder {
 }
 
 /**
- * Records one dispatch. `buffers[i]` is bound at `@group(0) @binding(i)`; `uniform`, when given, is a
- * small block of per-call scalars (learning rate, step) bound after the buffers.
+ * Records one dispatch. `buffers[i]` is bound at `@group(0) @binding(i)`, whole or as a range (the
+ * binding's storage or uniform type comes from the WGSL); `uniform`, when given, is a small block of
+ * per-call scalars (learning rate, step) bound after the buffers.
  */
 export function dispatch(
   kernel: Kernel,
-  buffers: readonly GPUBuffer[],
+  buffers: readonly (GPUBuffer | GPUBufferBinding)[],
   workgroups: readonly [number, number?, number?],
   uniform?: ArrayBuffer | ArrayBufferView,
 ): void {
@@ -77,7 +80,10 @@ export function dispatch(
     );
   }
   const pipeline = pipelineFor(kernel);
-  const entries: GPUBindGroupEntry[] = buffers.map((buffer, binding) => ({ binding, resource: { buffer } }));
+  const entries: GPUBindGroupEntry[] = buffers.map((buffer, binding) => ({
+    binding,
+    resource: buffer instanceof GPUBuffer ? { buffer } : buffer,
+  }));
   if (uniform) {
     const buffer = freeUniforms.pop() ??
       device.createBuffer({ size: UNIFORM_BYTES, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
@@ -88,7 +94,9 @@ export function dispatch(
     pendingUniforms.push(buffer);
     entries.push({ binding: buffers.length, resource: { buffer } });
   }
-  const bindGroup = device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+  let layout = layouts.get(pipeline);
+  if (!layout) layouts.set(pipeline, layout = pipeline.getBindGroupLayout(0));
+  const bindGroup = device.createBindGroup({ layout, entries });
   if (profiling()) {
     // One pass per dispatch so its timestamps measure this kernel alone.
     if (profileFull()) flush();

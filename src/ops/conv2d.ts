@@ -1,9 +1,11 @@
 /** 2-D convolution without bias (PyTorch `F.conv2d` semantics, square kernel, zero padding). */
 import {
-  conv2dForwardKernel,
-  conv2dGradInputKernels,
-  conv2dGradWeightKernel,
+  conv2dForwardPlan,
+  conv2dGradInputPlan,
+  conv2dGradWeightPlan,
+  type ConvDispatch,
   type ConvGeometry,
+  type ConvPlan,
   defaultConvTilings,
   outputSize,
 } from "../../kernels/conv2d.ts";
@@ -67,10 +69,18 @@ export function conv2d(x: Tensor, weight: Tensor, options: Conv2dOptions = {}): 
   const geometry = geometryOf(x, weight, options);
   const [outH, outW] = outputSize(geometry);
   const out = Tensor.empty([geometry.batch, geometry.cout, outH, outW], { name: "conv2d" });
-  // Software adapters run every invocation's memory loads one lane at a time: they get the direct tiling.
-  const tilings = defaultConvTilings(geometry, gpu().adapter.isFallbackAdapter);
-  const forward = conv2dForwardKernel(geometry, tilings.forward);
-  dispatch(forward, [x.buffer, weight.buffer, out.buffer], forward.workgroups);
+  // Software adapters (one worker thread per core) run storage loads one lane at a time: they get the
+  // direct tiling, which reads through uniform windows.
+  const tilings = defaultConvTilings(
+    geometry,
+    gpu().adapter.isFallbackAdapter,
+    navigator.hardwareConcurrency,
+  );
+  dispatchConvPlan(conv2dForwardPlan(geometry, tilings.forward), {
+    x: x.buffer,
+    weight: weight.buffer,
+    out: out.buffer,
+  });
   return record(out, [x, weight], (gradOut) => [
     x.requiresGrad ? conv2dGradInput(gradOut, weight, geometry, tilings.gradInput) : null,
     weight.requiresGrad ? conv2dGradWeight(gradOut, x, geometry, tilings.gradWeight) : null,
@@ -87,9 +97,11 @@ function conv2dGradInput(
 ): Tensor {
   const { batch, cin, height, width } = geometry;
   const gradIn = Tensor.empty([batch, cin, height, width], { name: "conv2d_grad_input" });
-  for (const kernel of conv2dGradInputKernels(geometry, tiling)) {
-    dispatch(kernel, [gradOut.buffer, weight.buffer, gradIn.buffer], kernel.workgroups);
-  }
+  dispatchConvPlan(conv2dGradInputPlan(geometry, tiling), {
+    gradOut: gradOut.buffer,
+    weight: weight.buffer,
+    gradIn: gradIn.buffer,
+  });
   return gradIn;
 }
 
@@ -101,7 +113,82 @@ function conv2dGradWeight(
 ): Tensor {
   const { cout, cin, kernel } = geometry;
   const gradWeight = Tensor.empty([cout, cin, kernel, kernel], { name: "conv2d_grad_weight" });
-  const reduction = conv2dGradWeightKernel(geometry, tiling);
-  dispatch(reduction, [gradOut.buffer, x.buffer, gradWeight.buffer], reduction.workgroups);
+  dispatchConvPlan(conv2dGradWeightPlan(geometry, tiling), {
+    gradOut: gradOut.buffer,
+    x: x.buffer,
+    gradWeight: gradWeight.buffer,
+  });
   return gradWeight;
+}
+
+/**
+ * Records a plan's dispatches on the pass's buffers (by role), with its scratch tensors, which go back to
+ * the pool once recorded (later users of those buffers run after these dispatches).
+ */
+export function dispatchConvPlan(plan: ConvPlan, operands: Record<string, GPUBuffer>): void {
+  const scratch = Object.entries(plan.scratch).map(([role, size]) =>
+    [role, Tensor.empty([size], { name: `conv2d ${role}` })] as const
+  );
+  const buffers = new Map(Object.entries(operands));
+  for (const [role, tensor] of scratch) buffers.set(role, tensor.buffer);
+  for (const kernel of plan.kernels) {
+    const bound = kernel.buffers.map((role) => {
+      const buffer = buffers.get(role);
+      if (!buffer) throw new Error(`spikegpu: conv2d kernel ${kernel.key} needs a ${role} buffer`);
+      return buffer;
+    });
+    const params = paramsBuffer(kernel.key, kernel.dispatches);
+    kernel.dispatches.forEach(({ ranges, workgroups }, d) => {
+      const bindings: (GPUBuffer | GPUBufferBinding)[] = bound.map((buffer, i) => {
+        const range = ranges[i];
+        if (!range) return buffer;
+        if (range.offset + range.size > buffer.size) {
+          throw new Error(
+            `spikegpu: conv2d kernel ${kernel.key} reads bytes up to ${range.offset + range.size} of its ` +
+              `${kernel.buffers[i]} buffer, which has ${buffer.size}`,
+          );
+        }
+        return { buffer, offset: range.offset, size: range.size };
+      });
+      if (params) bindings.push({ buffer: params.buffer, offset: d * params.stride, size: params.size });
+      dispatch(kernel, bindings, workgroups);
+    });
+  }
+  for (const [, tensor] of scratch) tensor.dispose();
+}
+
+/** A kernel's per-dispatch parameters in one uniform buffer: dispatch i's at `i * stride`, `size` bytes. */
+interface ParamsSlots {
+  buffer: GPUBuffer;
+  stride: number;
+  size: number;
+}
+
+const paramsBuffers = new Map<string, ParamsSlots | undefined>();
+
+/**
+ * The parameters of a kernel's dispatches (by kernel key: equal keys mean equal dispatches), uploaded on
+ * first use: writing them per dispatch would cost about as much as the dispatch itself on a CPU adapter.
+ */
+function paramsBuffer(key: string, dispatches: readonly ConvDispatch[]): ParamsSlots | undefined {
+  if (paramsBuffers.has(key)) return paramsBuffers.get(key);
+  const count = dispatches[0]?.params?.length ?? 0;
+  let slots: ParamsSlots | undefined;
+  if (count > 0) {
+    const { device } = gpu();
+    const size = Math.ceil(count / 4) * 16;
+    const alignment = device.limits.minUniformBufferOffsetAlignment;
+    const stride = Math.ceil(size / alignment) * alignment;
+    const words = new Uint32Array((dispatches.length * stride) / 4);
+    dispatches.forEach((d, i) => words.set(d.params!, (i * stride) / 4));
+    const buffer = device.createBuffer({
+      size: words.byteLength,
+      usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+      label: `${key} params`,
+    });
+    device.queue.writeBuffer(buffer, 0, words);
+    slots = { buffer, stride, size };
+  }
+  paramsBuffers.set(key, slots);
+  return slots;
 }
