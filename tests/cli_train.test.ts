@@ -8,29 +8,7 @@ import { readCheckpoint } from "../src/io/checkpoint.ts";
 import { readSafetensors } from "../src/io/safetensors.ts";
 import { report } from "../src/cli/report.ts";
 import type { EpochRecord, MetricsRecord, StepRecord } from "../src/pipeline/run_folder.ts";
-
-const TINY = [
-  "--model",
-  "plain",
-  "--width",
-  "4",
-  "--T",
-  "1",
-  "--sb-places",
-  "1,1",
-  "--sb-kernels",
-  "3",
-  "--sb-width",
-  "8",
-  "--train-limit",
-  "24",
-  "--test-limit",
-  "8",
-  "--batch-size",
-  "8",
-  "--log-every",
-  "1",
-];
+import { TINY_CLI as TINY } from "./helpers.ts";
 
 async function train(args: string[]): Promise<{ code: number; out: string }> {
   const command = new Deno.Command(Deno.execPath(), {

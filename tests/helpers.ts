@@ -5,6 +5,33 @@ import { initGpu } from "../src/gpu/device.ts";
 import { type NamedArray, readSafetensors } from "../src/io/safetensors.ts";
 import { Tensor } from "../src/tensor/tensor.ts";
 
+/**
+ * A tiny real `train` run: a 3-layer plain CNN of width 4 with two modules, 24 training and 8 test digits,
+ * batch 8, a metrics line every step. CLI tests add their own flags after it (the last occurrence wins).
+ */
+export const TINY_CLI = [
+  "--model",
+  "plain",
+  "--width",
+  "4",
+  "--T",
+  "1",
+  "--sb-places",
+  "1,1",
+  "--sb-kernels",
+  "3",
+  "--sb-width",
+  "8",
+  "--train-limit",
+  "24",
+  "--test-limit",
+  "8",
+  "--batch-size",
+  "8",
+  "--log-every",
+  "1",
+];
+
 export const FIXTURES = fileURLToPath(new URL("./fixtures/", import.meta.url));
 
 /** Every GPU test awaits this first. */

@@ -10,28 +10,7 @@ import { fileURLToPath } from "node:url";
 const REPO = fileURLToPath(new URL("../../", import.meta.url));
 
 /** The tiny configuration of tests/cli_train.test.ts: a 3-layer plain CNN of width 4 with two modules. */
-export const TINY = [
-  "--model",
-  "plain",
-  "--width",
-  "4",
-  "--T",
-  "1",
-  "--sb-places",
-  "1,1",
-  "--sb-kernels",
-  "3",
-  "--sb-width",
-  "8",
-  "--train-limit",
-  "24",
-  "--test-limit",
-  "8",
-  "--batch-size",
-  "8",
-  "--log-every",
-  "1",
-];
+export { TINY_CLI as TINY } from "../helpers.ts";
 
 export async function withTempDir(run: (dir: string) => Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "spikegpu_bad_input_" });

@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { Rng } from "../../src/data/rng.ts";
 import { writeFileAtomic } from "../../src/io/atomic.ts";
 import { readCheckpoint } from "../../src/io/checkpoint.ts";
+import { TINY } from "./helpers.ts";
 
 const REPO = new URL("../../", import.meta.url).pathname;
 const TRAIN = new URL("../../src/cli/train.ts", import.meta.url).pathname;
@@ -19,28 +20,11 @@ const KILLS = Number(Deno.env.get("SPIKEGPU_SOAK_KILLS") ?? 3);
 /** The longest a kill waits after a process's first step: about two steps with their checkpoints. */
 const MAX_KILL_DELAY_MS = 2500;
 
-/** The tiny CLI run of tests/cli_train.test.ts, two epochs of KILLS steps each, a checkpoint every step. */
+/** The tiny CLI run, two epochs of KILLS steps each, a checkpoint every step. */
 const RUN = [
-  "--model",
-  "plain",
-  "--width",
-  "4",
-  "--T",
-  "1",
-  "--sb-places",
-  "1,1",
-  "--sb-kernels",
-  "3",
-  "--sb-width",
-  "8",
+  ...TINY,
   "--train-limit",
   String(8 * Math.max(2, KILLS)),
-  "--test-limit",
-  "8",
-  "--batch-size",
-  "8",
-  "--log-every",
-  "1",
   "--epochs",
   "2",
   "--checkpoint-every",
