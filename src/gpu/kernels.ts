@@ -17,6 +17,8 @@ const MAX_PENDING_DISPATCHES = 512;
 const UNIFORM_BYTES = 256;
 
 const pipelines = new Map<string, GPUComputePipeline>();
+/** Keys that differ only in constants the WGSL does not use (a batch size) share one compiled pipeline. */
+const pipelinesByCode = new Map<string, GPUComputePipeline>();
 /** Group 0's layout per pipeline: a bind group made with a fresh layout object costs twice as much. */
 const layouts = new Map<GPUComputePipeline, GPUBindGroupLayout>();
 let encoder: GPUCommandEncoder | undefined;
@@ -30,13 +32,18 @@ const pendingUniforms: GPUBuffer[] = [];
 export function pipelineFor(kernel: Kernel): GPUComputePipeline {
   let pipeline = pipelines.get(kernel.key);
   if (!pipeline) {
-    const { device } = gpu();
-    const module = device.createShaderModule({ code: kernel.wgsl(), label: kernel.key });
-    pipeline = device.createComputePipeline({
-      layout: "auto",
-      compute: { module, entryPoint: "main" },
-      label: kernel.key,
-    });
+    const code = kernel.wgsl();
+    pipeline = pipelinesByCode.get(code);
+    if (!pipeline) {
+      const { device } = gpu();
+      const module = device.createShaderModule({ code, label: kernel.key });
+      pipeline = device.createComputePipeline({
+        layout: "auto",
+        compute: { module, entryPoint: "main" },
+        label: kernel.key,
+      });
+      pipelinesByCode.set(code, pipeline);
+    }
     pipelines.set(kernel.key, pipeline);
   }
   return pipeline;
@@ -180,5 +187,5 @@ export function dispatchTotal(): number {
 }
 
 export function compiledKernelCount(): number {
-  return pipelines.size;
+  return pipelinesByCode.size;
 }
