@@ -90,30 +90,45 @@ fn main() {
   };
 }
 
+/** Bytes of the activity kernel's uniform block: `slot, groups, group_size, valid: u32`. */
+export const ACTIVITY_UNIFORM_BYTES = 16;
+
 /**
- * Activity of one layer input or LIF output over `n` values: `stats[slot] += mean(x)`,
- * `stats[slot + 1] += 1` (calls) and `stats[slot + 2] += count of values other than 0 and 1` (so a
- * report can tell spikes from analog inputs). Bindings: x, stats.
+ * Activity of one layer input or LIF output: `stats[slot] += mean(x)`, `stats[slot + 1] += 1` (calls)
+ * and `stats[slot + 2] += count of values other than 0 and 1` (so a report can tell spikes from analog
+ * inputs). `x` is `groups` time steps of `group_size` values each, of which the first `valid` count (the
+ * real samples of a padded evaluation batch). The sizes arrive in the uniform block, so one compiled
+ * kernel serves every layer. Bindings: x, stats, uniform.
  */
-export function activityKernel(n: number, slot: number): Kernel {
+export function activityKernel(): Kernel {
   return {
-    key: `metrics_activity:${n}:${slot}`,
+    key: "metrics_activity",
     wgsl: () => `
+struct Sizes {
+  slot: u32,
+  groups: u32,
+  group_size: u32,
+  valid: u32,
+}
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> stats: array<f32>;
+@group(0) @binding(2) var<uniform> sizes: Sizes;
 ${workgroupSum()}
 @compute @workgroup_size(${THREADS})
 fn main(@builtin(local_invocation_index) lane: u32) {
   var acc = vec2f(0.0);
-  for (var i = lane; i < ${n}u; i = i + ${THREADS}u) {
-    let v = x[i];
+  let n = sizes.groups * sizes.valid;
+  for (var i = lane; i < n; i = i + ${THREADS}u) {
+    let group = i / sizes.valid;
+    let v = x[group * sizes.group_size + i % sizes.valid];
     acc = acc + vec2f(v, select(1.0, 0.0, v == 0.0 || v == 1.0));
   }
   let total = reduce_pair(lane, acc);
   if (lane == 0u) {
-    stats[${slot}u] = stats[${slot}u] + total.x / ${f32(n)};
-    stats[${slot + 1}u] = stats[${slot + 1}u] + 1.0;
-    stats[${slot + 2}u] = stats[${slot + 2}u] + total.y;
+    let slot = sizes.slot;
+    stats[slot] = stats[slot] + total.x / f32(n);
+    stats[slot + 1u] = stats[slot + 1u] + 1.0;
+    stats[slot + 2u] = stats[slot + 2u] + total.y;
   }
 }
 `,

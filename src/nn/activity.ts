@@ -9,7 +9,7 @@
  * images, a classifier after average pooling) performs full MACs.
  */
 import { fillKernel } from "../../kernels/elementwise.ts";
-import { activityKernel } from "../../kernels/metrics.ts";
+import { ACTIVITY_UNIFORM_BYTES, activityKernel } from "../../kernels/metrics.ts";
 import { dispatch } from "../gpu/kernels.ts";
 import { fill } from "../ops/elementwise.ts";
 import { untracked } from "../tensor/scope.ts";
@@ -50,16 +50,23 @@ export interface ActivityReport {
 export class ActivityRecorder {
   readonly #sites: Site[] = [];
   #cursor = 0;
+  /** The batch of the running forward and how many of its samples are real (the rest is padding). */
+  #samples = { batch: 0, valid: 0 };
   readonly #stats: Tensor;
 
   constructor() {
     this.#stats = untracked(() => fill([MAX_SITES * SLOT_WIDTH], 0, "activity_stats"));
   }
 
-  run<T>(forward: () => T): T {
+  /**
+   * Records the layers `forward` calls. With `samples`, the forward's batch holds `samples.batch`
+   * samples of which only the first `samples.valid` count (a padded evaluation batch).
+   */
+  run<T>(forward: () => T, samples?: { batch: number; valid: number }): T {
     const previous = active;
     active = this;
     this.#cursor = 0;
+    this.#samples = samples ?? { batch: 0, valid: 0 };
     try {
       return forward();
     } finally {
@@ -71,8 +78,18 @@ export class ActivityRecorder {
     const index = this.#cursor++;
     if (index >= MAX_SITES) return;
     this.#sites[index] ??= { kind, name: `${label}#${index}`, macs };
-    const kernel = activityKernel(x.size, index * SLOT_WIDTH);
-    dispatch(kernel, [x.buffer, this.#stats.buffer], [1]);
+    // The time-folded layout puts T outermost: each of `groups` steps holds the whole batch.
+    const { batch, valid } = this.#samples;
+    const groups = batch ? x.shape[0] / batch : 1;
+    if (!Number.isInteger(groups)) {
+      throw new Error(
+        `spikegpu: activity of ${label}: ${x.name} [${x.shape}] is not time steps of ${batch} samples`,
+      );
+    }
+    const groupSize = x.size / groups;
+    const sizes = new Uint32Array(ACTIVITY_UNIFORM_BYTES / 4);
+    sizes.set([index * SLOT_WIDTH, groups, groupSize, batch ? (groupSize / batch) * valid : groupSize]);
+    dispatch(activityKernel(), [x.buffer, this.#stats.buffer], [1], sizes);
   }
 
   /** Reads the accumulated activity; `T` converts per-step operations to per-sample totals. */

@@ -89,7 +89,12 @@ export async function evaluate(
   const metrics = new MetricsAccumulator(1 + model.surrogates.length);
   const activity = new ActivityRecorder();
   try {
-    for await (const batch of source.epoch(0)) evalStep(model, batch, metrics, loss, activity);
+    // Every batch runs at the first (full) batch's size: see evalStep.
+    let full = 0;
+    for await (const batch of source.epoch(0)) {
+      full ||= batch.labels.length;
+      evalStep(model, batch, metrics, loss, activity, full);
+    }
     return { metrics: percent(await metrics.read()), activity: await activity.report(model.T) };
   } finally {
     metrics.dispose();

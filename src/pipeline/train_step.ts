@@ -4,6 +4,7 @@
  */
 import type { ForwardResult } from "../models/attachment.ts";
 import type { SpikingModel } from "../models/registry.ts";
+import { copyBuffer } from "../gpu/kernels.ts";
 import { ActivityRecorder } from "../nn/activity.ts";
 import type { Optimizer } from "../optim/optimizer.ts";
 import { smlLoss, type SmlLossOptions } from "../sml/loss.ts";
@@ -74,7 +75,10 @@ export function trainStep(context: TrainStepContext, batch: HostBatch): void {
 
 /**
  * Evaluation stage: eval-mode forward with the surrogate modules kept (their top-1 is reported), no
- * tape; loss, top-1/top-5 and, when `activity` is given, layer activity accumulate on the GPU.
+ * tape; loss, top-1/top-5 and, when `activity` is given, layer activity accumulate on the GPU. A batch
+ * smaller than `padTo` is padded with zero samples to that size, so a test set's last, partial batch
+ * runs through the kernels already compiled for full batches (eval mode couples no samples); only the
+ * real samples' outputs and activity are counted.
  */
 export function evalStep(
   model: SpikingModel,
@@ -82,18 +86,50 @@ export function evalStep(
   metrics: MetricsAccumulator,
   lossOptions: SmlLossOptions,
   activity?: ActivityRecorder,
+  padTo = 0,
 ): void {
   model.eval();
   const scope = new Scope();
   try {
     scope.run(() => {
-      const { input, labels, size } = upload(batch);
+      const size = batch.labels.length;
+      const padded = padTo > size;
+      const { input, labels } = upload(padded ? padSamples(batch, padTo) : batch);
       const forward = () => model.forward(input);
-      const out = activity ? activity.run(forward) : forward();
-      const parts = smlLoss(out.logits, out.moduleLogits, labels, lossOptions);
-      metrics.add(size, parts, [out.logits, ...out.moduleLogits], labels);
+      const samples = { batch: input.shape[batch.shape.length === 5 ? 1 : 0], valid: size };
+      const out = activity ? activity.run(forward, samples) : forward();
+      const [logits, ...moduleLogits] = [out.logits, ...out.moduleLogits].map((head) =>
+        padded ? leadingRows(head, size) : head
+      );
+      const realLabels = padded ? leadingRows(labels, size) : labels;
+      const parts = smlLoss(logits, moduleLogits, realLabels, lossOptions);
+      metrics.add(size, parts, [logits, ...moduleLogits], realLabels);
     });
   } finally {
     scope.dispose();
   }
+}
+
+/** `batch` with zero samples (label 0) appended up to `size`; event batches grow along their B axis. */
+function padSamples(batch: HostBatch, size: number): HostBatch {
+  const events = batch.shape.length === 5;
+  const steps = events ? batch.shape[0] : 1;
+  const have = batch.labels.length;
+  const perSample = batch.data.length / (steps * have);
+  const data = new Float32Array(steps * size * perSample);
+  for (let t = 0; t < steps; t++) {
+    data.set(batch.data.subarray(t * have * perSample, (t + 1) * have * perSample), t * size * perSample);
+  }
+  const labels = new Int32Array(size);
+  labels.set(batch.labels);
+  const shape = [...batch.shape];
+  shape[events ? 1 : 0] = size;
+  return { data, shape, labels };
+}
+
+/** A copy of the first `rows` rows of `x`. */
+function leadingRows(x: Tensor, rows: number): Tensor {
+  const out = Tensor.empty([rows, ...x.shape.slice(1)], { name: x.name, dtype: x.dtype });
+  copyBuffer(x.buffer, 0, out.buffer, 0, out.byteLength);
+  return out;
 }
