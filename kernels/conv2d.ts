@@ -134,8 +134,13 @@ function geometryKey(g: ConvGeometry): string {
   return `${g.batch}x${g.cin}x${g.height}x${g.width}:${g.cout}:k${g.kernel}s${g.stride}p${g.pad}`;
 }
 
-/** Largest unrolled loop body (multiply-adds) and accumulator count a CPU-adapter kernel may have. */
-const DIRECT_MAX_PRODUCTS = 2304;
+/**
+ * Largest unrolled loop body (multiply-adds) and accumulator count a CPU-adapter kernel may have. LLVM's
+ * compile time grows with the body: on the default network, capping it at 768 instead of 2,304 cut the
+ * cold compile of a training step from 142 s to 78 s for the same step time (413 vs 410 ms); 288 and
+ * below made steps slower (444 ms at 288, 486 ms at 144).
+ */
+const DIRECT_MAX_PRODUCTS = 768;
 const DIRECT_MAX_ACCUMULATORS = 288;
 
 /**
@@ -293,7 +298,7 @@ const chosenTilings = new Map<string, Tilings>();
 /**
  * Default tilings. GPUs get the GEMM tiling. CPU adapters (running `threads` workgroups at once) get the
  * direct tiles and uniform windows that the cost model above rates cheapest, with unrolled loop bodies
- * within 2,304 multiply-adds and 288 accumulators: bigger bodies compile for minutes.
+ * within 768 multiply-adds and 288 accumulators (see DIRECT_MAX_PRODUCTS).
  */
 export function defaultConvTilings(geometry: ConvGeometry, cpu: boolean, threads = 2): Tilings {
   if (!cpu) {
@@ -1105,6 +1110,10 @@ function directGradInput(geometry: ConvGeometry, tile: DirectTile): ConvPlan {
       const phaseRows = phase(py, height, kernel, stride, pad);
       const phaseCols = phase(px, width, kernel, stride, pad);
       if (phaseRows.count === 0 || phaseCols.count === 0) continue;
+      if (phaseRows.taps === 0 || phaseCols.taps === 0) {
+        kernels.push(zeroPhaseKernel(geometry, py, px, phaseRows.count, phaseCols.count));
+        continue;
+      }
       const tilesY = Math.ceil(phaseRows.count / rows);
       const tilesX = Math.ceil(phaseCols.count / cols);
       const dispatches: ConvDispatch[] = [];
@@ -1121,7 +1130,6 @@ function directGradInput(geometry: ConvGeometry, tile: DirectTile): ConvPlan {
           });
         }
       }
-      const reachedByTaps = phaseRows.taps > 0 && phaseCols.taps > 0;
       const wgsl = () => {
         // Patch row r holds gradOut row oyStart + r; output row y with tap j reads row y - j + taps - 1.
         const patchRows = reached(rows, 1, phaseRows.taps);
@@ -1167,8 +1175,7 @@ function directGradInput(geometry: ConvGeometry, tile: DirectTile): ConvPlan {
             }
           }
         }
-        const reduction = reachedByTaps
-          ? `${patchBounds(patchRows, patchCols, "oyStart", "oxStart", outH, outW)}
+        const reduction = `${patchBounds(patchRows, patchCols, "oyStart", "oxStart", outH, outW)}
 ${weightRowsCode.join("\n")}
   let samplePlane = i32(params.gradOutBase + sample * ${outPerSample}u) + oxStart;
   for (var co = 0u; co < ${cout}u; co++) {
@@ -1176,9 +1183,7 @@ ${weightRowsCode.join("\n")}
 ${patchLoads("g", "loadGradOut", patchRows, patchCols, "plane", "    ")}
     let tapBase = co * ${coStride}u;
 ${products.join("\n")}
-  }`
-          // No kernel tap reaches this phase: its gradient is zero (the bindings stay declared and used).
-          : `  _ = loadGradOut(0, false);\n  _ = readWeight(0u);`;
+  }`;
         return `
 ${readCode(gradOut, 0)}
 ${readCode(weight, 1)}
@@ -1217,6 +1222,45 @@ ${stores.join("\n")}
     }
   }
   return { scratch: weightRows ? { weightT: cout * cin * taps } : {}, kernels };
+}
+
+const ZERO_WORKGROUP = 64;
+
+/**
+ * An input-gradient phase no kernel tap reaches (the positions a 1x1 stride-2 convolution skips): its
+ * gradient is zero. A plain strided fill, not the register-blocked kernel, which would compile its whole
+ * tile of stores for nothing. Roles: gradIn.
+ */
+function zeroPhaseKernel(
+  geometry: ConvGeometry,
+  py: number,
+  px: number,
+  countY: number,
+  countX: number,
+): ConvKernel {
+  const { batch, cin, height, width, stride } = geometry;
+  const lanes = batch * cin * countY * countX;
+  return {
+    // The key names the whole geometry: dispatch parameters are cached by key (the WGSL does not use the batch).
+    key: `conv2d_grad_input_zero:${geometryKey(geometry)}:phase${py},${px}`,
+    buffers: ["gradIn"],
+    dispatches: [{ ranges: [undefined], params: [lanes], workgroups: laneGrid(lanes, ZERO_WORKGROUP, 1) }],
+    wgsl: () => `
+@group(0) @binding(0) var<storage, read_write> gradIn: array<f32>;
+${paramsCode(["lanes"], 1)}
+
+@compute @workgroup_size(${ZERO_WORKGROUP})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid: u32) {
+  let lane = ${laneIndex(ZERO_WORKGROUP)};
+  if (lane >= params.lanes) { return; }
+  let plane = lane / ${countY * countX}u;
+  let q = lane % ${countY * countX}u;
+  let iy = ${py}u + (q / ${countX}u) * ${stride}u;
+  let ix = ${px}u + (q % ${countX}u) * ${stride}u;
+  gradIn[plane * ${height * width}u + iy * ${width}u + ix] = 0.0;
+}
+`,
+  };
 }
 
 /**
