@@ -11,7 +11,7 @@
  * additive, no division runs per value, and a mean large against the spread cancels no significant digits.
  */
 import type { Kernel } from "../src/gpu/kernels.ts";
-import { f32, gridFor } from "./common.ts";
+import { channelRun, f32, gridFor } from "./common.ts";
 
 export interface BatchNormShape {
   /** N: samples (T*B in the time-folded layout). */
@@ -48,12 +48,6 @@ export function reductionSplit(
   const wanted = Math.ceil((perChannel * shape.channels) / TARGET_PARTIALS);
   const chunk = Math.min(MAX_CHUNK, Math.max(MIN_CHUNK, wanted), perChannel);
   return { perChannel, chunk, partitions: Math.ceil(perChannel / chunk) };
-}
-
-/** Values per elementwise invocation: a divisor of spatial (so a run never crosses a channel), at most 8. */
-export function elementRun(shape: BatchNormShape): number {
-  for (const run of [8, 7, 6, 5, 4, 3, 2]) if (shape.spatial % run === 0) return run;
-  return 1;
 }
 
 function shapeKey(shape: BatchNormShape): string {
@@ -210,7 +204,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 /** The elementwise kernels' prologue: `base`, the flat index of this invocation's run, and its channel. */
 function runPrologue(shape: BatchNormShape): { grid: ReturnType<typeof gridFor>; code: string } {
   const { batch, channels: C, spatial: S } = shape;
-  const run = elementRun(shape);
+  const run = channelRun(shape.spatial);
   const runs = (batch * C * S) / run;
   const grid = gridFor(runs, ELEMENT_WORKGROUP);
   const code = `
@@ -238,7 +232,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 ${code}
   let scale = stats[${2 * C}u + c];
   let shift = stats[${3 * C}u + c];
-  for (var i = base; i < base + ${elementRun(shape)}u; i++) {
+  for (var i = base; i < base + ${channelRun(shape.spatial)}u; i++) {
     y[i] = x[i] * scale + shift;
   }
 }
@@ -340,11 +334,11 @@ export function batchNormGradInputKernel(shape: BatchNormShape, training: boolea
   let a = coefficients[c];
   let b = coefficients[${C}u + c];
   let d = coefficients[${2 * C}u + c];
-  for (var i = base; i < base + ${elementRun(shape)}u; i++) {
+  for (var i = base; i < base + ${channelRun(shape.spatial)}u; i++) {
     grad_x[i] = a * grad_y[i] + b * (x[i] - mean) + d;
   }`
     : `let scale = stats[${2 * C}u + c];
-  for (var i = base; i < base + ${elementRun(shape)}u; i++) {
+  for (var i = base; i < base + ${channelRun(shape.spatial)}u; i++) {
     grad_x[i] = scale * grad_y[i];
   }`;
   return {

@@ -25,3 +25,12 @@ export function f32(value: number): string {
   const text = String(Math.fround(value));
   return text.includes(".") || text.includes("e") ? text : `${text}.0`;
 }
+
+/**
+ * Values per invocation of a per-channel elementwise kernel: a divisor of `spatial` (so a run never
+ * crosses a channel and its coefficients load once per run), at most 8.
+ */
+export function channelRun(spatial: number): number {
+  for (const run of [8, 7, 6, 5, 4, 3, 2]) if (spatial % run === 0) return run;
+  return 1;
+}

@@ -5,7 +5,7 @@
  * can walk t = T..1 reading one saved value and one incoming gradient per step.
  */
 import type { Kernel } from "../src/gpu/kernels.ts";
-import { f32, gridFor, WORKGROUP_SIZE } from "./common.ts";
+import { channelRun, f32, gridFor, WORKGROUP_SIZE } from "./common.ts";
 
 /** The surrogate dH/dz used by the backward, with its sharpness constants resolved. */
 export type SurrogateSpec =
@@ -121,6 +121,74 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 ${saveMembrane ? "    membrane[i] = u;" : ""}
     // Hard reset, not detached: the backward differentiates through (1 - s).
     m = u * (1.0 - s);
+  }
+}
+`,
+  };
+}
+
+/** The batch norm a fused forward applies first: `x` is (T*B, channels, spatial), time-major. */
+export interface NormalizedInput {
+  channels: number;
+  spatial: number;
+  /** Add a residual of x's shape after normalising (a ResNet block's shortcut), before the neurons. */
+  residual: boolean;
+}
+
+/**
+ * Batch norm's affine step (and a residual add) fused into the LIF forward: the neurons' input is
+ * `x * scale[c] + shift[c] (+ residual)`, with scale and shift rows 2 and 3 of the batch norm's
+ * per-channel `stats` (4 x channels), computed exactly as the separate kernels would, so spikes and
+ * membrane match the unfused chain bit for bit while the normalised tensor is never stored. Bindings: x,
+ * stats[, residual], spikes[, membrane].
+ */
+export function lifNormalizedForwardKernel(
+  spec: LifSpec,
+  input: NormalizedInput,
+  saveMembrane: boolean,
+): LifKernel {
+  const n = spec.neurons;
+  const { channels: C, spatial: S, residual } = input;
+  if (n % (C * S) !== 0) {
+    throw new Error(`lif: ${n} neurons per step are not whole samples of ${C} channels x ${S} values`);
+  }
+  const run = channelRun(S);
+  const runs = n / run;
+  const grid = gridFor(runs);
+  const bindings = ["x", "stats", ...(residual ? ["residual"] : []), "spikes"];
+  if (saveMembrane) bindings.push("membrane");
+  const declarations = bindings.map((name, i) => {
+    const access = i < (residual ? 3 : 2) ? "read" : "read_write";
+    return `@group(0) @binding(${i}) var<storage, ${access}> ${name}: array<f32>;`;
+  });
+  return {
+    key: `lif_bn_forward:${specKey(spec)}:${C}x${S}${residual ? ":residual" : ""}:${
+      saveMembrane ? "save" : "nosave"
+    }`,
+    workgroups: grid.workgroups,
+    wgsl: () => `
+${declarations.join("\n")}
+${fireWGSL(spec)}
+
+@compute @workgroup_size(${WORKGROUP_SIZE})
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let r = gid.x + gid.y * ${grid.rowStride}u;
+  if (r >= ${runs}u) { return; }
+  let base = r * ${run}u;
+  let c = (base / ${S}u) % ${C}u;
+  let scale = stats[${2 * C}u + c];
+  let shift = stats[${3 * C}u + c];
+  for (var neuron = base; neuron < base + ${run}u; neuron++) {
+    var m = 0.0;
+    for (var t = 0u; t < ${spec.steps}u; t++) {
+      let i = t * ${n}u + neuron;
+      let y = x[i] * scale + shift;
+      let u = ${f32(spec.tau)} * m + ${residual ? "(y + residual[i])" : "y"};
+      let s = fire(u);
+      spikes[i] = s;
+${saveMembrane ? "      membrane[i] = u;" : ""}
+      m = u * (1.0 - s);
+    }
   }
 }
 `,

@@ -32,7 +32,7 @@ class ConvBnLif extends Module {
   }
 
   forward(x: Tensor, T: number): Tensor {
-    return this.lif.forward(this.bn.forward(this.conv.forward(x)), T);
+    return this.lif.afterBatchNorm(this.bn, this.conv.forward(x), T);
   }
 }
 

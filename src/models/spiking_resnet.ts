@@ -2,7 +2,7 @@
  * Spiking ResNet-18/34/19 (SPEC §4) with optional SML surrogate modules after chosen blocks (SPEC §5).
  * Activations are time-major folded: (T*B, C, H, W).
  */
-import { add, flatten } from "../ops/elementwise.ts";
+import { flatten } from "../ops/elementwise.ts";
 import { adaptiveAvgPool2d } from "../ops/pool.ts";
 import { meanOverTime } from "../ops/time.ts";
 import type { LifOptions } from "../ops/lif.ts";
@@ -104,14 +104,14 @@ export class BasicBlock extends Module {
   }
 
   forward(x: Tensor, T: number): Tensor {
-    const h = this.lif1.forward(this.bn1.forward(this.conv1.forward(x)), T);
-    const main = this.bn2.forward(this.conv2.forward(h));
+    const h = this.lif1.afterBatchNorm(this.bn1, this.conv1.forward(x), T);
+    const main = this.conv2.forward(h);
     let shortcut = x;
     if (this.downsample) {
       const [conv, bn] = this.downsample.items as [Conv2d, BatchNorm];
       shortcut = bn.forward(conv.forward(x));
     }
-    return this.lif2.forward(add(main, shortcut), T);
+    return this.lif2.afterBatchNorm(this.bn2, main, T, shortcut);
   }
 }
 
@@ -207,7 +207,7 @@ export class SpikingResNet extends Module {
   forward(input: Tensor, taps?: AttachmentTaps): ForwardResult {
     const T = this.T;
     let x = foldTime(input, T, this.conv1.inChannels, this.config.arch);
-    x = this.lif.forward(this.bn1.forward(this.conv1.forward(x)), T);
+    x = this.lif.afterBatchNorm(this.bn1, this.conv1.forward(x), T);
     const units = this.blocks.map((block) => (h: Tensor) => block.forward(h, T));
     const run = runUnits(units, x, this.useSurrogates ? this.attached : undefined, T, taps);
     let h = flatten(adaptiveAvgPool2d(run.output, 1));

@@ -1,5 +1,6 @@
 /** The layers spiking ResNets and surrogate modules are built from, with SPEC §3 initialisation. */
-import { batchNorm } from "../ops/batch_norm.ts";
+import { batchNorm, type BatchNormOptions, type BatchNormState } from "../ops/batch_norm.ts";
+import { batchNormLif } from "../ops/batch_norm_lif.ts";
 import { conv2d } from "../ops/conv2d.ts";
 import { linear } from "../ops/linear.ts";
 import { lif, type LifOptions } from "../ops/lif.ts";
@@ -56,12 +57,22 @@ export class BatchNorm extends Module {
 
   forward(x: Tensor): Tensor {
     if (this.training) this.batchesTracked.value++;
+    return batchNorm(x, this.#state(), this.#options());
+  }
+
+  /** `lif(this(x) + residual)`, the normalisation fused into the neurons (see batchNormLif). */
+  forwardIntoLif(x: Tensor, lif: LifOptions, residual?: Tensor): Tensor {
+    if (this.training) this.batchesTracked.value++;
+    return batchNormLif(x, this.#state(), this.#options(), lif, residual);
+  }
+
+  #state(): BatchNormState {
     const { weight, bias, runningMean, runningVar } = this;
-    return batchNorm(x, { weight, bias, runningMean, runningVar }, {
-      training: this.training,
-      momentum: this.momentum,
-      eps: this.eps,
-    });
+    return { weight, bias, runningMean, runningVar };
+  }
+
+  #options(): BatchNormOptions {
+    return { training: this.training, momentum: this.momentum, eps: this.eps };
   }
 }
 
@@ -92,6 +103,13 @@ export class Lif extends Module {
 
   forward(x: Tensor, T: number): Tensor {
     const spikes = lif(x, { ...this.options, T });
+    recordActivity("lif", "lif", spikes);
+    return spikes;
+  }
+
+  /** `forward(bn.forward(x) + residual)` (residual optional) in one fused pass: see batchNormLif. */
+  afterBatchNorm(bn: BatchNorm, x: Tensor, T: number, residual?: Tensor): Tensor {
+    const spikes = bn.forwardIntoLif(x, { ...this.options, T }, residual);
     recordActivity("lif", "lif", spikes);
     return spikes;
   }

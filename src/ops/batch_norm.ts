@@ -53,13 +53,23 @@ function shapeOf(x: Tensor, state: BatchNormState): BatchNormShape {
   return { batch, channels, spatial: x.size / (batch * channels) };
 }
 
+/** What one batch-norm call normalises with: its shape and per-channel `stats` (STATS_ROWS x C). */
+export interface BatchNormStatistics {
+  shape: BatchNormShape;
+  stats: Tensor;
+}
+
 /**
- * Normalises `x` per channel and applies the affine weight and bias. In training it uses the biased
- * batch variance over (N, H, W) and updates `state.runningMean` / `state.runningVar` in place on the GPU
- * (momentum, unbiased variance), as torch.nn.BatchNorm does; `num_batches_tracked` is the caller's.
- * The backward gives gradients for x, weight and bias (through the batch statistics in training).
+ * The statistics half of a batch norm: in training the batch's mean and biased variance over (N, H, W),
+ * with `state.runningMean` / `state.runningVar` updated in place on the GPU (momentum, unbiased variance)
+ * as torch.nn.BatchNorm does; in evaluation the running ones. Either way folded with the affine weight
+ * and bias into a per-channel scale and shift.
  */
-export function batchNorm(x: Tensor, state: BatchNormState, options: BatchNormOptions): Tensor {
+export function batchNormStatistics(
+  x: Tensor,
+  state: BatchNormState,
+  options: BatchNormOptions,
+): BatchNormStatistics {
   const shape = shapeOf(x, state);
   const { channels: C } = shape;
   const momentum = options.momentum ?? 0.1;
@@ -73,7 +83,7 @@ export function batchNorm(x: Tensor, state: BatchNormState, options: BatchNormOp
         "more than 1 to estimate a variance (use a larger batch or evaluation mode)",
     );
   }
-  // Mean, 1/std, and the affine form (scale, shift) this call normalised with.
+  // Mean, 1/std, and the affine form (scale, shift) this call normalises with.
   const stats = Tensor.empty([STATS_ROWS, C], { name: `${x.name}_bn_stats` });
   const { weight, bias, runningMean, runningVar } = state;
   if (options.training) {
@@ -91,37 +101,61 @@ export function batchNorm(x: Tensor, state: BatchNormState, options: BatchNormOp
     const finish = batchNormEvalStatsKernel(C, eps);
     dispatch(finish, [runningMean, runningVar, weight, bias, stats].map((t) => t.buffer), finish.workgroups);
   }
+  return { shape, stats };
+}
+
+/**
+ * Gradients of x, weight and bias from `gradY` = dL/dy of y = x * scale + shift, through the batch
+ * statistics in training. gradX is null when x needs none.
+ */
+export function batchNormBackward(
+  x: Tensor,
+  state: BatchNormState,
+  { shape, stats }: BatchNormStatistics,
+  training: boolean,
+  gradY: Tensor,
+): [Tensor | null, Tensor, Tensor] {
+  const { weight, bias } = state;
+  const { partitions } = reductionSplit(shape);
+  const partials = Tensor.empty([shape.channels, partitions, 2], { name: `${x.name}_bn_grad_partials` });
+  const sums = batchNormGradSumsKernel(shape);
+  dispatch(sums, [gradY.buffer, x.buffer, stats.buffer, partials.buffer], sums.workgroups);
+  const gradWeight = Tensor.empty(weight.shape, { name: `${weight.name}_grad` });
+  const gradBias = Tensor.empty(bias.shape, { name: `${bias.name}_grad` });
+  const coefficients = Tensor.empty([GRAD_ROWS, shape.channels], { name: `${x.name}_bn_grad_coefficients` });
+  const params = batchNormGradParamsKernel(shape);
+  dispatch(
+    params,
+    [partials, stats, weight, gradWeight, gradBias, coefficients].map((t) => t.buffer),
+    params.workgroups,
+  );
+  partials.dispose();
+  let gradX: Tensor | null = null;
+  if (x.requiresGrad) {
+    gradX = Tensor.empty(x.shape, { name: `${x.name}_grad` });
+    const input = batchNormGradInputKernel(shape, training);
+    const buffers = training ? [gradY, x, stats, coefficients, gradX] : [gradY, stats, gradX];
+    dispatch(input, buffers.map((t) => t.buffer), input.workgroups);
+  }
+  coefficients.dispose();
+  return [gradX, gradWeight, gradBias];
+}
+
+/**
+ * Normalises `x` per channel and applies the affine weight and bias (statistics as
+ * batchNormStatistics; `num_batches_tracked` is the caller's). The backward gives gradients for x,
+ * weight and bias.
+ */
+export function batchNorm(x: Tensor, state: BatchNormState, options: BatchNormOptions): Tensor {
+  const statistics = batchNormStatistics(x, state, options);
   const y = Tensor.empty(x.shape, { name: `${x.name}_bn` });
-  const normalize = batchNormNormalizeKernel(shape);
-  dispatch(normalize, [x.buffer, stats.buffer, y.buffer], normalize.workgroups);
+  const normalize = batchNormNormalizeKernel(statistics.shape);
+  dispatch(normalize, [x.buffer, statistics.stats.buffer, y.buffer], normalize.workgroups);
 
   const inputs = [x, state.weight, state.bias];
   if (currentTape() === undefined || !inputs.some((t) => t.requiresGrad)) {
-    stats.dispose();
+    statistics.stats.dispose();
     return y;
   }
-  return record(y, inputs, (gradY) => {
-    const partials = Tensor.empty([C, partitions, 2], { name: `${x.name}_bn_grad_partials` });
-    const sums = batchNormGradSumsKernel(shape);
-    dispatch(sums, [gradY.buffer, x.buffer, stats.buffer, partials.buffer], sums.workgroups);
-    const gradWeight = Tensor.empty(weight.shape, { name: `${weight.name}_grad` });
-    const gradBias = Tensor.empty(bias.shape, { name: `${bias.name}_grad` });
-    const coefficients = Tensor.empty([GRAD_ROWS, C], { name: `${x.name}_bn_grad_coefficients` });
-    const params = batchNormGradParamsKernel(shape);
-    dispatch(
-      params,
-      [partials, stats, weight, gradWeight, gradBias, coefficients].map((t) => t.buffer),
-      params.workgroups,
-    );
-    partials.dispose();
-    let gradX: Tensor | null = null;
-    if (x.requiresGrad) {
-      gradX = Tensor.empty(x.shape, { name: `${x.name}_grad` });
-      const input = batchNormGradInputKernel(shape, options.training);
-      const buffers = options.training ? [gradY, x, stats, coefficients, gradX] : [gradY, stats, gradX];
-      dispatch(input, buffers.map((t) => t.buffer), input.workgroups);
-    }
-    coefficients.dispose();
-    return [gradX, gradWeight, gradBias];
-  });
+  return record(y, inputs, (gradY) => batchNormBackward(x, state, statistics, options.training, gradY));
 }

@@ -38,7 +38,8 @@ function surrogateSpec(options: LifOptions): SurrogateSpec {
   }
 }
 
-function lifSpec(x: Tensor, options: LifOptions, smoothForward: boolean): LifSpec {
+/** The kernel spec of LIF neurons over `x`, after checking its layout. */
+export function lifSpec(x: Tensor, options: LifOptions, smoothForward: boolean): LifSpec {
   const { T } = options;
   if (!Number.isInteger(T) || T < 1) throw new Error(`lif: T must be a positive integer, got ${T}`);
   if (x.dtype !== "f32") throw new Error(`lif: input ${x.name} is ${x.dtype}, expected f32`);
