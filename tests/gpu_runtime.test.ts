@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { gpu } from "../src/gpu/device.ts";
-import { compiledKernelCount, synchronize } from "../src/gpu/kernels.ts";
+import { bindGroupCount, compiledKernelCount, synchronize } from "../src/gpu/kernels.ts";
 import { poolStats } from "../src/gpu/pool.ts";
 import { add, leakyRelu } from "../src/ops/elementwise.ts";
 import { Tape } from "../src/tensor/tape.ts";
@@ -23,7 +23,7 @@ Deno.test("gpu: a tensor larger than the storage binding limit is refused with i
   );
 });
 
-Deno.test("gpu: a repeated step allocates no buffer and compiles no pipeline after the first", async () => {
+Deno.test("gpu: a repeated step allocates no buffer, compiles no pipeline and makes no bind group after the first", async () => {
   await setupGpu();
   const x = Tensor.fromData(Float32Array.from({ length: 300 }, (_, i) => i / 100 - 1), [3, 100], {
     requiresGrad: true,
@@ -40,12 +40,14 @@ Deno.test("gpu: a repeated step allocates no buffer and compiles no pipeline aft
   await synchronize();
   const before = poolStats();
   const kernels = compiledKernelCount();
+  const bindGroups = bindGroupCount();
   for (let i = 0; i < 3; i++) step();
   await synchronize();
   const after = poolStats();
   assert.equal(after.buffersCreated, before.buffersCreated);
   assert.equal(after.bytesInUse, before.bytesInUse, "nothing leaks across steps");
   assert.equal(compiledKernelCount(), kernels);
+  assert.equal(bindGroupCount(), bindGroups, "each step's tensors land in the last step's buffers");
   x.dispose();
 });
 

@@ -4,6 +4,7 @@
  * that size: after the first step, a step allocates nothing.
  */
 import { gpu, reportGpuFailure } from "./device.ts";
+import { forgetBindGroups } from "./kernels.ts";
 
 const USAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_SRC |
   GPUBufferUsage.COPY_DST;
@@ -51,6 +52,27 @@ export function createTensorBuffer(device: GPUDevice, size: number, what: string
   return buffer;
 }
 
+/** Creation order of the pool's buffers. */
+const serials = new WeakMap<GPUBuffer, number>();
+
+/**
+ * The free buffer created first. Handing out buffers by creation order, not by when they were freed,
+ * makes a step's tensors land in the same buffers as the last step's (every step starts with the same
+ * buffers free and asks for the same sizes in the same order), so its bind groups are found in the
+ * cache instead of being made again.
+ */
+function takeOldest(list: GPUBuffer[] | undefined): GPUBuffer | undefined {
+  if (!list?.length) return undefined;
+  let best = 0;
+  for (let i = 1; i < list.length; i++) {
+    if (serials.get(list[i])! < serials.get(list[best])!) best = i;
+  }
+  const buffer = list[best];
+  list[best] = list[list.length - 1];
+  list.pop();
+  return buffer;
+}
+
 /**
  * A buffer of at least `bytes`; `what` names the tensor in the error when the size exceeds what one
  * binding can address or the GPU runs out of memory.
@@ -65,9 +87,10 @@ export function acquireBuffer(bytes: number, what: string): GPUBuffer {
         `${limit} bytes; try a smaller --batch-size (or smaller inputs)`,
     );
   }
-  let buffer = free.get(size)?.pop();
+  let buffer = takeOldest(free.get(size));
   if (!buffer) {
     buffer = createTensorBuffer(device, size, what);
+    serials.set(buffer, buffersCreated);
     bytesAllocated += size;
     buffersCreated++;
   }
@@ -98,6 +121,7 @@ export function resetPeak(): void {
 
 /** Destroys every free buffer (for memory pressure or before measuring). */
 export function trimPool(): void {
+  forgetBindGroups();
   for (const list of free.values()) {
     for (const buffer of list) {
       bytesAllocated -= buffer.size;
