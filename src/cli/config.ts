@@ -145,8 +145,9 @@ export const FLAGS: Record<string, FlagSpec> = {
  * The embedded default (and the base every preset overrides): a narrow spiking ResNet-18 (stem width 8,
  * CIFAR stem so 28x28 digits keep their resolution) with two surrogate modules of width 16 after blocks
  * 3 and 6, T = 1, AdamW with the paper's lr and decay over 4 epochs (95.85% test top-1 in about 9 min
- * on 2 cores with an empty shader cache; 5 epochs reach 96.15% in 10 min 51 s). lambda = 0.5: in the PyTorch reference on these digits it reached 94.9% after 3 epochs where the
- * CIFAR value 0.9 reached 93.8%.
+ * on 2 cores with an empty shader cache; 5 epochs reach 96.15% in 10 min 51 s). lambda = 0.5: in the
+ * PyTorch reference on these digits it reached 94.9% after 3 epochs where the CIFAR value 0.9 reached
+ * 93.8%.
  */
 export const DEFAULTS: RunConfig = {
   preset: "mnist",
