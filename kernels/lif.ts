@@ -93,6 +93,23 @@ fn fire(u: f32) -> f32 {
 }
 
 /**
+ * WGSL running one neuron (`neuron`) through every time step: `input` is its input at flat index `i`;
+ * writes `spikes[i]` and, when `saveMembrane`, the membrane before firing `membrane[i]`.
+ */
+function neuronTimeLoop(spec: LifSpec, input: string, saveMembrane: boolean): string {
+  return `  var m = 0.0;
+  for (var t = 0u; t < ${spec.steps}u; t++) {
+    let i = t * ${spec.neurons}u + neuron;
+    let u = ${f32(spec.tau)} * m + ${input};
+    let s = fire(u);
+    spikes[i] = s;
+${saveMembrane ? "    membrane[i] = u;" : ""}
+    // Hard reset, not detached: the backward differentiates through (1 - s).
+    m = u * (1.0 - s);
+  }`;
+}
+
+/**
  * Forward: `x` (T*neurons) -> `spikes`, and when `saveMembrane` also `membrane` (u_t per step, for the
  * backward). Bindings: x, spikes[, membrane].
  */
@@ -112,16 +129,7 @@ ${fireWGSL(spec)}
 fn main(@builtin(global_invocation_id) gid: vec3u) {
   let neuron = gid.x + gid.y * ${grid.rowStride}u;
   if (neuron >= ${n}u) { return; }
-  var m = 0.0;
-  for (var t = 0u; t < ${spec.steps}u; t++) {
-    let i = t * ${n}u + neuron;
-    let u = ${f32(spec.tau)} * m + x[i];
-    let s = fire(u);
-    spikes[i] = s;
-${saveMembrane ? "    membrane[i] = u;" : ""}
-    // Hard reset, not detached: the backward differentiates through (1 - s).
-    m = u * (1.0 - s);
-  }
+${neuronTimeLoop(spec, "x[i]", saveMembrane)}
 }
 `,
   };
@@ -179,15 +187,12 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   let scale = stats[${2 * C}u + c];
   let shift = stats[${3 * C}u + c];
   for (var neuron = base; neuron < base + ${run}u; neuron++) {
-    var m = 0.0;
-    for (var t = 0u; t < ${spec.steps}u; t++) {
-      let i = t * ${n}u + neuron;
-      let y = x[i] * scale + shift;
-      let u = ${f32(spec.tau)} * m + ${residual ? "(y + residual[i])" : "y"};
-      let s = fire(u);
-      spikes[i] = s;
-${saveMembrane ? "      membrane[i] = u;" : ""}
-      m = u * (1.0 - s);
+${
+      neuronTimeLoop(
+        spec,
+        residual ? "(x[i] * scale + shift + residual[i])" : "(x[i] * scale + shift)",
+        saveMembrane,
+      )
     }
   }
 }

@@ -22,6 +22,7 @@ interface Case {
 
 const CASES: Case[] = [
   { label: "T=1, 2-D, training", shape: [6, 3, 4, 5], T: 1, residual: false, training: true },
+  { label: "T=3, 2-D, training", shape: [6, 3, 4, 5], T: 3, residual: false, training: true },
   { label: "T=2, 2-D, residual, training", shape: [8, 4, 3, 3], T: 2, residual: true, training: true },
   { label: "T=3, BatchNorm1d, residual, evaluation", shape: [6, 5], T: 3, residual: true, training: false },
 ];
