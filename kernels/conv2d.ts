@@ -41,6 +41,12 @@ export interface ConvGeometry {
   kernel: number;
   stride: number;
   pad: number;
+  /**
+   * The pass's operands (x, weight, gradOut) are IEEE f16, two to a 32-bit word (`unpack2x16float`, so no
+   * adapter feature is needed to read them); products still accumulate in f32, and outputs and scratch
+   * tensors stay f32. Default false.
+   */
+  halfOperands?: boolean;
 }
 
 /** GEMM tiling: a workgroup owns tileM x tileN outputs, each invocation threadM x threadN of them. */
@@ -131,7 +137,8 @@ export function convFlops(geometry: ConvGeometry): number {
 }
 
 function geometryKey(g: ConvGeometry): string {
-  return `${g.batch}x${g.cin}x${g.height}x${g.width}:${g.cout}:k${g.kernel}s${g.stride}p${g.pad}`;
+  const operands = g.halfOperands ? ":f16" : "";
+  return `${g.batch}x${g.cin}x${g.height}x${g.width}:${g.cout}:k${g.kernel}s${g.stride}p${g.pad}${operands}`;
 }
 
 /**
@@ -494,7 +501,7 @@ function loaderCode(
         `    let k = k0 + row;`,
         operand.element(j, "k"),
         `    var value = 0.0;`,
-        `    if (ok) { value = ${operand.source}[at]; }`,
+        `    if (ok) { value = read${capitalised(operand.source)}(at); }`,
         `    ${shared}[row * ${width}u + ${shared}Col${j}] = value;`,
       ];
       const block = lines.join("\n");
@@ -587,6 +594,7 @@ ${stores.join("\n")}
 
 function gemmForward(geometry: ConvGeometry, tile: GemmTile): ConvKernel {
   const { batch, cin, cout, height, width, kernel, stride, pad } = geometry;
+  const half = geometry.halfOperands ?? false;
   const [outH, outW] = outputSize(geometry);
   const taps = kernel * kernel;
   const reduce = cin * taps;
@@ -598,8 +606,8 @@ function gemmForward(geometry: ConvGeometry, tile: GemmTile): ConvKernel {
     m: cout,
     n: columns,
     k: reduce,
-    bindings: `@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> weight: array<f32>;
+    bindings: `${readCode(storageRead("x", batch * cin * height * width, half), 0)}
+${readCode(storageRead("weight", cout * reduce, half), 1)}
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;`,
     buffers: ["x", "weight", "out"],
     a: {
@@ -633,6 +641,7 @@ function gemmForward(geometry: ConvGeometry, tile: GemmTile): ConvKernel {
 
 function gemmGradInput(geometry: ConvGeometry, tile: GemmTile): ConvKernel[] {
   const { batch, cin, cout, height, width, kernel, stride, pad } = geometry;
+  const half = geometry.halfOperands ?? false;
   const [outH, outW] = outputSize(geometry);
   const outPixels = outH * outW;
   const kernels: ConvKernel[] = [];
@@ -651,8 +660,8 @@ function gemmGradInput(geometry: ConvGeometry, tile: GemmTile): ConvKernel[] {
         m: cin,
         n: columns,
         k: reduce,
-        bindings: `@group(0) @binding(0) var<storage, read> gradOut: array<f32>;
-@group(0) @binding(1) var<storage, read> weight: array<f32>;
+        bindings: `${readCode(storageRead("gradOut", batch * cout * outPixels, half), 0)}
+${readCode(storageRead("weight", cout * cin * kernel * kernel, half), 1)}
 @group(0) @binding(2) var<storage, read_write> gradIn: array<f32>;`,
         buffers: ["gradOut", "weight", "gradIn"],
         a: {
@@ -696,6 +705,7 @@ function gemmGradInput(geometry: ConvGeometry, tile: GemmTile): ConvKernel[] {
 
 function gemmGradWeight(geometry: ConvGeometry, tile: GemmTile): ConvKernel {
   const { batch, cin, cout, height, width, kernel, stride, pad } = geometry;
+  const half = geometry.halfOperands ?? false;
   const [outH, outW] = outputSize(geometry);
   const taps = kernel * kernel;
   const columns = cin * taps;
@@ -707,8 +717,8 @@ function gemmGradWeight(geometry: ConvGeometry, tile: GemmTile): ConvKernel {
     m: cout,
     n: columns,
     k: reduce,
-    bindings: `@group(0) @binding(0) var<storage, read> gradOut: array<f32>;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+    bindings: `${readCode(storageRead("gradOut", batch * cout * outPixels, half), 0)}
+${readCode(storageRead("x", batch * cin * height * width, half), 1)}
 @group(0) @binding(2) var<storage, read_write> gradWeight: array<f32>;`,
     buffers: ["gradOut", "x", "gradWeight"],
     a: {
@@ -783,17 +793,22 @@ function windowCapacity(windowBytes: number): number {
 }
 
 /**
- * How a kernel reads an f32 tensor of `total` elements: whole from storage (`vec4s` 0), or through uniform
- * windows declared as `array<vec4f, vec4s>` (uniform arrays have a 16-byte stride).
+ * How a kernel reads a tensor of `total` f32 (or, when `half`, packed f16) elements: whole from storage
+ * (`vec4s` 0), or through uniform windows of `vec4s` 16-byte vectors (uniform arrays have a 16-byte stride).
  */
 interface TensorRead {
   name: string;
   total: number;
   vec4s: number;
+  half: boolean;
 }
 
-function storageRead(name: string, total: number): TensorRead {
-  return { name, total, vec4s: 0 };
+function elementBytes(read: TensorRead): number {
+  return read.half ? 2 : 4;
+}
+
+function storageRead(name: string, total: number, half = false): TensorRead {
+  return { name, total, vec4s: 0, half };
 }
 
 /**
@@ -801,12 +816,13 @@ function storageRead(name: string, total: number): TensorRead {
  * so one that would run past the buffer's end can be moved back to end with it: pooled buffers are sized
  * in whole blocks (src/gpu/pool.ts).
  */
-function windowedRead(name: string, total: number, longest: number): TensorRead {
+function windowedRead(name: string, total: number, longest: number, half = false): TensorRead {
+  const element = half ? 2 : 4;
   const bytes = Math.min(
-    roundUp(longest * 4 + BINDING_ALIGN - 4, BINDING_ALIGN),
-    roundUp(total * 4, BINDING_ALIGN),
+    roundUp(longest * element + BINDING_ALIGN - element, BINDING_ALIGN),
+    roundUp(total * element, BINDING_ALIGN),
   );
-  return { name, total, vec4s: bytes / 16 };
+  return { name, total, vec4s: bytes / 16, half };
 }
 
 /**
@@ -815,29 +831,31 @@ function windowedRead(name: string, total: number, longest: number): TensorRead 
  */
 function windowAt(read: TensorRead, start: number): { range: BufferRange | undefined; base: number } {
   if (!read.vec4s) return { range: undefined, base: start };
+  const element = elementBytes(read);
   const size = read.vec4s * 16;
   const offset = Math.min(
-    Math.floor((start * 4) / BINDING_ALIGN) * BINDING_ALIGN,
-    roundUp(read.total * 4, BINDING_ALIGN) - size,
+    Math.floor((start * element) / BINDING_ALIGN) * BINDING_ALIGN,
+    roundUp(read.total * element, BINDING_ALIGN) - size,
   );
-  return { range: { offset, size }, base: start - offset / 4 };
+  return { range: { offset, size }, base: start - offset / element };
 }
 
 function capitalised(name: string): string {
   return name[0].toUpperCase() + name.slice(1);
 }
 
-/** The binding of an operand and `read<Name>(i)`, which reads element i of the bound range. */
+/** The binding of an operand and `read<Name>(i)`, which reads element i of the bound range as f32. */
 function readCode(read: TensorRead, binding: number): string {
-  const { name, vec4s } = read;
-  return vec4s
-    ? `@group(0) @binding(${binding}) var<uniform> ${name}: array<vec4f, ${vec4s}>;
+  const { name, vec4s, half } = read;
+  const declaration = vec4s
+    ? `var<uniform> ${name}: array<${half ? "vec4u" : "vec4f"}, ${vec4s}>`
+    : `var<storage, read> ${name}: array<${half ? "u32" : "f32"}>`;
+  let element: string;
+  if (half) element = `unpack2x16float(${name}[${vec4s ? "i >> 3u][(i >> 1u) & 3u" : "i >> 1u"}])[i & 1u]`;
+  else element = vec4s ? `${name}[i >> 2u][i & 3u]` : `${name}[i]`;
+  return `@group(0) @binding(${binding}) ${declaration};
 fn read${capitalised(name)}(i: u32) -> f32 {
-  return ${name}[i >> 2u][i & 3u];
-}`
-    : `@group(0) @binding(${binding}) var<storage, read> ${name}: array<f32>;
-fn read${capitalised(name)}(i: u32) -> f32 {
-  return ${name}[i];
+  return ${element};
 }`;
 }
 
@@ -950,14 +968,15 @@ function directForward(geometry: ConvGeometry, tile: DirectTile): ConvPlan {
   const tilesX = Math.ceil(outW / cols);
   const taps = kernel * kernel;
   const inPerSample = cin * height * width;
+  const half = geometry.halfOperands ?? false;
   const groups = sampleGroups(batch, [inPerSample], windowBytes);
   const x = groups.windowed[0]
-    ? windowedRead("x", batch * inPerSample, groups.size * inPerSample)
-    : storageRead("x", batch * inPerSample);
+    ? windowedRead("x", batch * inPerSample, groups.size * inPerSample, half)
+    : storageRead("x", batch * inPerSample, half);
   const weightRows = rowsPerWindow(cout, cin * taps, channels, windowBytes);
   const weight = weightRows
-    ? windowedRead("weight", cout * cin * taps, weightRows * cin * taps)
-    : storageRead("weight", cout * cin * taps);
+    ? windowedRead("weight", cout * cin * taps, weightRows * cin * taps, half)
+    : storageRead("weight", cout * cin * taps, half);
   const outChannelsPerDispatch = weightRows || cout;
   const dispatches: ConvDispatch[] = [];
   for (let s0 = 0; s0 < batch; s0 += groups.size) {
@@ -1063,18 +1082,19 @@ ${stores.join("\n")}
   };
 }
 
-/** `weightT[ci, co, tap] = weight[co, ci, tap]`: roles weight, weightT. */
+/** `weightT[ci, co, tap] = weight[co, ci, tap]` (f32 also from f16 weights): roles weight, weightT. */
 function transposeWeightKernel(geometry: ConvGeometry): ConvKernel {
   const { cin, cout, kernel } = geometry;
   const taps = kernel * kernel;
   const total = cout * cin * taps;
   const grid = gridFor(total);
+  const half = geometry.halfOperands ?? false;
   return {
-    key: `conv2d_transpose_weight:${cout}x${cin}x${taps}`,
+    key: `conv2d_transpose_weight:${cout}x${cin}x${taps}${half ? ":f16" : ""}`,
     buffers: ["weight", "weightT"],
     dispatches: [{ ranges: [undefined, undefined], workgroups: [...grid.workgroups, 1] }],
     wgsl: () => `
-@group(0) @binding(0) var<storage, read> weight: array<f32>;
+${readCode(storageRead("weight", total, half), 0)}
 @group(0) @binding(1) var<storage, read_write> weightT: array<f32>;
 
 @compute @workgroup_size(256)
@@ -1084,7 +1104,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   let tap = i % ${taps}u;
   let co = (i / ${taps}u) % ${cout}u;
   let ci = i / ${cout * taps}u;
-  weightT[i] = weight[(co * ${cin}u + ci) * ${taps}u + tap];
+  weightT[i] = readWeight((co * ${cin}u + ci) * ${taps}u + tap);
 }
 `,
   };
@@ -1101,14 +1121,16 @@ function directGradInput(geometry: ConvGeometry, tile: DirectTile): ConvPlan {
   const [outH, outW] = outputSize(geometry);
   const taps = kernel * kernel;
   const outPerSample = cout * outH * outW;
+  const half = geometry.halfOperands ?? false;
   const groups = sampleGroups(batch, [outPerSample], windowBytes);
   const gradOut = groups.windowed[0]
-    ? windowedRead("gradOut", batch * outPerSample, groups.size * outPerSample)
-    : storageRead("gradOut", batch * outPerSample);
+    ? windowedRead("gradOut", batch * outPerSample, groups.size * outPerSample, half)
+    : storageRead("gradOut", batch * outPerSample, half);
   const weightRows = rowsPerWindow(cin, cout * taps, channels, windowBytes);
+  // Windowed weights are the f32 transposed copy.
   const weight = weightRows
     ? windowedRead("weight", cout * cin * taps, weightRows * cout * taps)
-    : storageRead("weight", cout * cin * taps);
+    : storageRead("weight", cout * cin * taps, half);
   const inChannelsPerDispatch = weightRows || cin;
   // Element (ci, co, tap) of the weights is at ci * rowStride + co * coStride + tap.
   const rowStride = weightRows ? cout * taps : taps;
@@ -1329,13 +1351,14 @@ function directGradWeight(geometry: ConvGeometry, tile: DirectWeightTile): ConvP
   const weights = cout * cin * taps;
   const outPerSample = cout * outH * outW;
   const inPerSample = cin * height * width;
+  const half = geometry.halfOperands ?? false;
   const groups = sampleGroups(batch, [outPerSample, inPerSample], windowBytes);
   const gradOut = groups.windowed[0]
-    ? windowedRead("gradOut", batch * outPerSample, groups.size * outPerSample)
-    : storageRead("gradOut", batch * outPerSample);
+    ? windowedRead("gradOut", batch * outPerSample, groups.size * outPerSample, half)
+    : storageRead("gradOut", batch * outPerSample, half);
   const x = groups.windowed[1]
-    ? windowedRead("x", batch * inPerSample, groups.size * inPerSample)
-    : storageRead("x", batch * inPerSample);
+    ? windowedRead("x", batch * inPerSample, groups.size * inPerSample, half)
+    : storageRead("x", batch * inPerSample, half);
   const partialCount = groups.count * splits;
   const inBlocks = Math.ceil(cin / inChannels);
   const lanes = Math.ceil(cout / outChannels) * inBlocks * splits;

@@ -10,6 +10,7 @@ import {
   outputSize,
 } from "../../kernels/conv2d.ts";
 import { gpu } from "../gpu/device.ts";
+import { autocastActive, toHalf } from "./autocast.ts";
 import { dispatch } from "../gpu/kernels.ts";
 import { record } from "../tensor/tape.ts";
 import { Tensor } from "../tensor/tensor.ts";
@@ -64,9 +65,11 @@ function geometryOf(x: Tensor, weight: Tensor, options: Conv2dOptions): ConvGeom
 /**
  * `x (N, Cin, H, W) * weight (Cout, Cin, k, k) -> (N, Cout, Ho, Wo)` with
  * `Ho = floor((H + 2p - k) / stride) + 1`. Gradients are computed only for inputs that require them.
+ * Inside `autocast` the operands of all three passes are f16 copies (src/ops/autocast.ts).
  */
 export function conv2d(x: Tensor, weight: Tensor, options: Conv2dOptions = {}): Tensor {
-  const geometry = geometryOf(x, weight, options);
+  const half = autocastActive();
+  const geometry: ConvGeometry = { ...geometryOf(x, weight, options), halfOperands: half };
   const [outH, outW] = outputSize(geometry);
   const out = Tensor.empty([geometry.batch, geometry.cout, outH, outW], { name: "conv2d" });
   // Software adapters (one worker thread per core) run storage loads one lane at a time: they get the
@@ -76,15 +79,23 @@ export function conv2d(x: Tensor, weight: Tensor, options: Conv2dOptions = {}): 
     gpu().adapter.isFallbackAdapter,
     navigator.hardwareConcurrency,
   );
+  const xOperand = half ? toHalf(x) : x;
+  const weightOperand = half ? toHalf(weight) : weight;
   dispatchConvPlan(conv2dForwardPlan(geometry, tilings.forward), {
-    x: x.buffer,
-    weight: weight.buffer,
+    x: xOperand.buffer,
+    weight: weightOperand.buffer,
     out: out.buffer,
   });
-  return record(out, [x, weight], (gradOut) => [
-    x.requiresGrad ? conv2dGradInput(gradOut, weight, geometry, tilings.gradInput) : null,
-    weight.requiresGrad ? conv2dGradWeight(gradOut, x, geometry, tilings.gradWeight) : null,
-  ]);
+  return record(out, [x, weight], (gradOut) => {
+    const gradOperand = half ? toHalf(gradOut) : gradOut;
+    const grads = [
+      x.requiresGrad ? conv2dGradInput(gradOperand, weightOperand, geometry, tilings.gradInput) : null,
+      weight.requiresGrad ? conv2dGradWeight(gradOperand, xOperand, geometry, tilings.gradWeight) : null,
+    ];
+    // Later users of the buffer run after the dispatches just recorded.
+    if (half) gradOperand.dispose();
+    return grads;
+  });
 }
 
 type Tilings = ReturnType<typeof defaultConvTilings>;
