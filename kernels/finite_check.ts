@@ -21,36 +21,51 @@ export interface FiniteCheckKernel extends Kernel {
   workgroups: [number];
 }
 
+/** WGSL `non_finite(x)`: true for infinities and NaN, read from the exponent bits. */
+export const NON_FINITE_WGSL = `fn non_finite(x: f32) -> bool {
+  return (bitcast<u32>(x) & 0x7f800000u) == 0x7f800000u;
+}`;
+
+export interface FiniteCheckOptions {
+  /**
+   * Check the gradient too (default). Without it only the values are checked and the grad is not
+   * bound: under loss scaling a non-finite gradient is an expected, skipped step, not a fault.
+   */
+  gradients?: boolean;
+}
+
 /**
- * Bindings: grad, param (both `n` f32), flags (2 u32: code, step), then the uniform block. The code is
- * `2 * index` for a non-finite gradient and `2 * index + 1` for a non-finite value; when both are, the
- * gradient wins.
+ * Bindings: grad (only when checking gradients), param (both `n` f32), flags (2 u32: code, step), then
+ * the uniform block. The code is `2 * index` for a non-finite gradient and `2 * index + 1` for a
+ * non-finite value; when both are, the gradient wins.
  */
-export function finiteCheckKernel(n: number): FiniteCheckKernel {
+export function finiteCheckKernel(n: number, options: FiniteCheckOptions = {}): FiniteCheckKernel {
+  const gradients = options.gradients ?? true;
   const workgroups = Math.max(1, Math.min(MAX_WORKGROUPS, Math.ceil(n / THREADS)));
   const stride = workgroups * THREADS;
+  const declarations = [
+    "var<storage, read> param: array<f32>;",
+    "var<storage, read_write> flags: array<atomic<u32>, 2>;",
+    "var<uniform> at: Where;",
+  ];
+  if (gradients) declarations.unshift("var<storage, read> grad: array<f32>;");
+  const gradCheck = gradients ? "    bad_grad = bad_grad || non_finite(grad[i]);\n" : "";
   return {
-    key: `finite_check:${n}`,
+    key: gradients ? `finite_check:${n}` : `finite_check:values:${n}`,
     workgroups: [workgroups],
     wgsl: () => `
 struct Where { index: u32, step: u32 }
 
-@group(0) @binding(0) var<storage, read> grad: array<f32>;
-@group(0) @binding(1) var<storage, read> param: array<f32>;
-@group(0) @binding(2) var<storage, read_write> flags: array<atomic<u32>, 2>;
-@group(0) @binding(3) var<uniform> at: Where;
+${declarations.map((declaration, i) => `@group(0) @binding(${i}) ${declaration}`).join("\n")}
 
-fn non_finite(x: f32) -> bool {
-  return (bitcast<u32>(x) & 0x7f800000u) == 0x7f800000u;
-}
+${NON_FINITE_WGSL}
 
 @compute @workgroup_size(${THREADS})
 fn main(@builtin(global_invocation_id) id: vec3u) {
   var bad_grad = false;
   var bad_value = false;
   for (var i = id.x; i < ${n}u; i = i + ${stride}u) {
-    bad_grad = bad_grad || non_finite(grad[i]);
-    bad_value = bad_value || non_finite(param[i]);
+${gradCheck}    bad_value = bad_value || non_finite(param[i]);
   }
   if (!(bad_grad || bad_value)) { return; }
   let code = 2u * at.index + select(1u, 0u, bad_grad);

@@ -6,12 +6,41 @@
  *
  * The arithmetic follows torch.optim's single-tensor implementations operation by operation (same
  * operand order, scalars rounded to f32 as torch rounds them), so results agree to f32 roundoff.
+ *
+ * A guarded kernel (mixed precision: src/optim/grad_scaler.ts) also binds the loss scaler's state words
+ * and leaves the parameter as it is when the scaler found a non-finite gradient this step, so a step
+ * with overflowed gradients is skipped on the GPU without the host reading the flag. The host still
+ * counts the update as done (it cannot know), so a skipped *first* update writes zeros into the state it
+ * would have created: the next update, no longer "first", reads them.
  */
 import type { Kernel } from "../src/gpu/kernels.ts";
 import { f32, gridFor, WORKGROUP_SIZE } from "./common.ts";
+import { FOUND_INF_WORD } from "./grad_scaler.ts";
 
 export interface OptimizerKernel extends Kernel {
   workgroups: [number, number];
+}
+
+/** The guard's declaration: guarded kernels bind it right before the uniform block. */
+const GUARD_DECLARATION = "var<storage, read> scaler_state: array<u32>;";
+
+/** Declarations numbered as bindings 0, 1, ... of group 0, one a line. */
+function bindingLines(declarations: readonly string[]): string {
+  return declarations.map((declaration, i) => `@group(0) @binding(${i}) ${declaration}`).join("\n");
+}
+
+/**
+ * The first lines of a guarded kernel's body: on a skipped step, `zeroFirstState` (statements that zero
+ * the state a first update would have created) runs when this is the parameter's first update, and the
+ * invocation ends.
+ */
+function skipWhenFoundInf(zeroFirstState: readonly string[]): string {
+  const lines = [`  if (scaler_state[${FOUND_INF_WORD}u] != 0u) {`];
+  if (zeroFirstState.length > 0) {
+    lines.push("    if (step.first != 0u) {", ...zeroFirstState.map((line) => `      ${line}`), "    }");
+  }
+  lines.push("    return;", "  }");
+  return lines.join("\n");
 }
 
 export interface SgdKernelOptions {
@@ -21,6 +50,8 @@ export interface SgdKernelOptions {
   dampening: number;
   nesterov: boolean;
   weightDecay: number;
+  /** Binds the loss scaler's state before the uniform block and skips the update when it found an inf. */
+  guarded: boolean;
 }
 
 /** Bytes of the SGD uniform block: `negative_lr: f32, first: u32`. */
@@ -37,13 +68,17 @@ export function sgdUniform(lr: number, first: boolean): ArrayBuffer {
 
 /**
  * torch.optim.SGD for one parameter. Bindings: param (read_write), grad, then momentum_buffer
- * (read_write) only when momentum is non-zero; the uniform block last.
+ * (read_write) only when momentum is non-zero, then the scaler state only when guarded; the uniform
+ * block last. A skipped first update leaves a zero momentum buffer, so the next one computes
+ * `buf = momentum * 0 + (1 - dampening) * d_p`: torch's first buffer `d_p` exactly when dampening is 0.
  */
 export function sgdKernel(options: SgdKernelOptions): OptimizerKernel {
-  const { n, momentum, dampening, nesterov, weightDecay } = options;
+  const { n, momentum, dampening, nesterov, weightDecay, guarded } = options;
   const grid = gridFor(n);
   const hasMomentum = momentum !== 0;
-  const lines: string[] = ["  var d_p = grad[i];"];
+  const lines: string[] = [];
+  if (guarded) lines.push(skipWhenFoundInf(hasMomentum ? ["momentum_buffer[i] = 0.0;"] : []));
+  lines.push("  var d_p = grad[i];");
   if (weightDecay !== 0) lines.push(`  d_p = d_p + ${f32(weightDecay)} * param[i];`);
   if (hasMomentum) {
     // torch starts the buffer as a copy of the first (decayed) gradient, without dampening.
@@ -57,8 +92,15 @@ export function sgdKernel(options: SgdKernelOptions): OptimizerKernel {
     );
   }
   lines.push("  param[i] = param[i] + step.negative_lr * d_p;");
+  const declarations = [
+    "var<storage, read_write> param: array<f32>;",
+    "var<storage, read> grad: array<f32>;",
+  ];
+  if (hasMomentum) declarations.push("var<storage, read_write> momentum_buffer: array<f32>;");
+  if (guarded) declarations.push(GUARD_DECLARATION);
+  declarations.push("var<uniform> step: Step;");
   return {
-    key: `optim:sgd:${n}:${momentum}:${dampening}:${nesterov}:${weightDecay}`,
+    key: `optim:sgd:${n}:${momentum}:${dampening}:${nesterov}:${weightDecay}:${guarded}`,
     workgroups: grid.workgroups,
     wgsl: () => `
 struct Step {
@@ -66,14 +108,7 @@ struct Step {
   first: u32,
 }
 
-@group(0) @binding(0) var<storage, read_write> param: array<f32>;
-@group(0) @binding(1) var<storage, read> grad: array<f32>;
-${
-      hasMomentum
-        ? "@group(0) @binding(2) var<storage, read_write> momentum_buffer: array<f32>;\n" +
-          "@group(0) @binding(3) var<uniform> step: Step;"
-        : "@group(0) @binding(2) var<uniform> step: Step;"
-    }
+${bindingLines(declarations)}
 
 @compute @workgroup_size(${WORKGROUP_SIZE})
 fn main(@builtin(global_invocation_id) gid: vec3u) {
@@ -93,6 +128,8 @@ export interface AdamKernelOptions {
   weightDecay: number;
   /** AdamW: decay the parameter itself (by the uniform's `param_decay`) instead of adding L2 to the grad. */
   decoupled: boolean;
+  /** Binds the loss scaler's state before the uniform block and skips the update when it found an inf. */
+  guarded: boolean;
 }
 
 /** Bytes of the Adam uniform block: `negative_step_size, bias_correction2_sqrt, param_decay: f32, first: u32`. */
@@ -120,17 +157,28 @@ export function adamUniform(
 
 /**
  * torch.optim.Adam / AdamW for one parameter. Bindings: param, grad, exp_avg, exp_avg_sq (all but grad
- * read_write), then the uniform block. On a parameter's first update the moments are taken as zero
- * without being read, so the state needs no separate zero-fill dispatch.
+ * read_write), then the scaler state only when guarded, then the uniform block. On a parameter's first
+ * update the moments are taken as zero without being read, so the state needs no separate zero-fill
+ * dispatch. A skipped first update writes zero moments, which the next update reads and turns into the
+ * same moments as a first update would; its bias correction, though, counts the skipped update.
  */
 export function adamKernel(options: AdamKernelOptions): OptimizerKernel {
-  const { n, beta1, beta2, eps, weightDecay, decoupled } = options;
+  const { n, beta1, beta2, eps, weightDecay, decoupled, guarded } = options;
   const grid = gridFor(n);
+  const skip = guarded ? skipWhenFoundInf(["exp_avg[i] = 0.0;", "exp_avg_sq[i] = 0.0;"]) + "\n" : "";
   let decay = "";
   if (decoupled) decay = "  p = p * step.param_decay;";
   else if (weightDecay !== 0) decay = `  g = g + ${f32(weightDecay)} * p;`;
+  const declarations = [
+    "var<storage, read_write> param: array<f32>;",
+    "var<storage, read> grad: array<f32>;",
+    "var<storage, read_write> exp_avg: array<f32>;",
+    "var<storage, read_write> exp_avg_sq: array<f32>;",
+  ];
+  if (guarded) declarations.push(GUARD_DECLARATION);
+  declarations.push("var<uniform> step: Step;");
   return {
-    key: `optim:adam:${n}:${beta1}:${beta2}:${eps}:${weightDecay}:${decoupled}`,
+    key: `optim:adam:${n}:${beta1}:${beta2}:${eps}:${weightDecay}:${decoupled}:${guarded}`,
     workgroups: grid.workgroups,
     wgsl: () => `
 struct Step {
@@ -140,17 +188,13 @@ struct Step {
   first: u32,
 }
 
-@group(0) @binding(0) var<storage, read_write> param: array<f32>;
-@group(0) @binding(1) var<storage, read> grad: array<f32>;
-@group(0) @binding(2) var<storage, read_write> exp_avg: array<f32>;
-@group(0) @binding(3) var<storage, read_write> exp_avg_sq: array<f32>;
-@group(0) @binding(4) var<uniform> step: Step;
+${bindingLines(declarations)}
 
 @compute @workgroup_size(${WORKGROUP_SIZE})
 fn main(@builtin(global_invocation_id) gid: vec3u) {
   let i = gid.x + gid.y * ${grid.rowStride}u;
   if (i >= ${n}u) { return; }
-  var p = param[i];
+${skip}  var p = param[i];
   var g = grad[i];
 ${decay}
   var m = 0.0;

@@ -64,20 +64,27 @@ abstract class AdamFamily implements Optimizer {
     this.#state = new ParameterState(kind, this.params, [EXP_AVG, EXP_AVG_SQ], true);
   }
 
-  step(): void {
+  step(guard?: GPUBuffer): void {
     checkHyper(this.kind, "lr", this.lr);
     const scalars = { lr: this.lr, decoupled: this.decoupled, ...this.#hyper };
     this.params.forEach((param, i) => {
       const grad = this.#state.gradient(i);
       if (!grad) return;
+      // Counted even when the guard skips the update on the GPU: the host cannot know without a sync.
       const step = ++this.#state.steps[i];
-      const kernel = adamKernel({ n: param.size, decoupled: this.decoupled, ...this.#hyper });
+      const kernel = adamKernel({
+        n: param.size,
+        decoupled: this.decoupled,
+        ...this.#hyper,
+        guarded: guard !== undefined,
+      });
       const buffers = [
         param.buffer,
         grad.buffer,
         this.#state.tensor(EXP_AVG, i).buffer,
         this.#state.tensor(EXP_AVG_SQ, i).buffer,
       ];
+      if (guard) buffers.push(guard);
       dispatch(kernel, buffers, kernel.workgroups, adamUniform(scalars, step));
     });
     this.#steps++;

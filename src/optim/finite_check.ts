@@ -1,7 +1,9 @@
 /**
  * Watches every optimizer step for NaN and infinities in the gradients and the updated parameters, on
  * the GPU: one small dispatch per parameter sets a flag, and the flag is read back only when the caller
- * asks (at log steps and before checkpoints), so a step still reads nothing back.
+ * asks (at log steps and before checkpoints), so a step still reads nothing back. Under loss scaling
+ * (GradScaler) a non-finite gradient only skips the step, so a watch made with `gradients: false` checks
+ * the parameters alone.
  */
 import { ALL_FINITE, finiteCheckKernel } from "../../kernels/finite_check.ts";
 import { dispatch } from "../gpu/kernels.ts";
@@ -18,10 +20,20 @@ export interface NonFiniteParameter {
   part: "gradient" | "value";
 }
 
+export interface FiniteWatchOptions {
+  /**
+   * Check the gradients as well as the updated values (default true). Off under loss scaling, where a
+   * non-finite gradient is an expected, skipped step rather than a fault.
+   */
+  gradients?: boolean;
+}
+
 export class FiniteWatch {
   readonly #flags: Tensor;
+  readonly #gradients: boolean;
 
-  constructor() {
+  constructor(options: FiniteWatchOptions = {}) {
+    this.#gradients = options.gradients ?? true;
     this.#flags = untracked(() =>
       Tensor.fromData(Uint32Array.of(ALL_FINITE, 0), [2], { name: "finite_flags", dtype: "u32" })
     );
@@ -31,13 +43,11 @@ export class FiniteWatch {
   check(params: readonly Tensor[], step: number): void {
     params.forEach((param, index) => {
       if (!param.grad) return;
-      const kernel = finiteCheckKernel(param.size);
-      dispatch(
-        kernel,
-        [param.grad.buffer, param.buffer, this.#flags.buffer],
-        kernel.workgroups,
-        Uint32Array.of(index, step),
-      );
+      const kernel = finiteCheckKernel(param.size, { gradients: this.#gradients });
+      const buffers = this.#gradients
+        ? [param.grad.buffer, param.buffer, this.#flags.buffer]
+        : [param.buffer, this.#flags.buffer];
+      dispatch(kernel, buffers, kernel.workgroups, Uint32Array.of(index, step));
     });
   }
 
@@ -54,8 +64,8 @@ export class FiniteWatch {
       set lr(value: number) {
         optimizer.lr = value;
       },
-      step() {
-        optimizer.step();
+      step(guard?: GPUBuffer) {
+        optimizer.step(guard);
         check();
       },
       zeroGrad: () => optimizer.zeroGrad(),

@@ -28,8 +28,12 @@ export interface Optimizer {
   readonly params: readonly Tensor[];
   /** The learning rate the next `step()` uses; schedules set it between epochs. */
   lr: number;
-  /** Updates every parameter whose grad is set, with one fused kernel dispatch per parameter. */
-  step(): void;
+  /**
+   * Updates every parameter whose grad is set, with one fused kernel dispatch per parameter. With
+   * `guard` (a GradScaler's `guard`), each update is skipped on the GPU when the scaler found a
+   * non-finite gradient this step; the update still counts as done on the host (see GradScaler).
+   */
+  step(guard?: GPUBuffer): void;
   /** Disposes the parameters' gradients and sets them to null. */
   zeroGrad(): void;
   exportState(): Promise<OptimizerState>;

@@ -64,19 +64,20 @@ export class SGD implements Optimizer {
     this.#state = new ParameterState(KIND, this.params, [MOMENTUM_BUFFER], false);
   }
 
-  step(): void {
+  step(guard?: GPUBuffer): void {
     checkHyper(KIND, "lr", this.lr);
     const { momentum } = this.#hyper;
     this.params.forEach((param, i) => {
       const grad = this.#state.gradient(i);
       if (!grad) return;
-      const kernel = sgdKernel({ n: param.size, ...this.#hyper });
+      const kernel = sgdKernel({ n: param.size, ...this.#hyper, guarded: guard !== undefined });
       const buffers = [param.buffer, grad.buffer];
       let first = false;
       if (momentum !== 0) {
         first = !this.#state.has(MOMENTUM_BUFFER, i);
         buffers.push(this.#state.tensor(MOMENTUM_BUFFER, i).buffer);
       }
+      if (guard) buffers.push(guard);
       dispatch(kernel, buffers, kernel.workgroups, sgdUniform(this.lr, first));
     });
     this.#steps++;
