@@ -24,6 +24,8 @@ export { noGrad, Tape } from "./src/tensor/tape.ts";
 // Differentiable ops
 export { add, fill, flatten, leakyRelu, reshape, scale, zeros } from "./src/ops/elementwise.ts";
 export { conv2d } from "./src/ops/conv2d.ts";
+/** Mixed precision: `autocast(fn)` runs fn's convolutions on f16 operands; `toHalf` rounds f32 to f16. */
+export { autocast, toHalf } from "./src/ops/autocast.ts";
 export { batchNorm } from "./src/ops/batch_norm.ts";
 export { linear } from "./src/ops/linear.ts";
 export { lif } from "./src/ops/lif.ts";
@@ -57,6 +59,9 @@ export { createOptimizer } from "./src/optim/optimizer.ts";
 export type { Optimizer, OptimizerOptions, OptimizerState } from "./src/optim/optimizer.ts";
 export { SGD } from "./src/optim/sgd.ts";
 export { Adam, AdamW } from "./src/optim/adam.ts";
+/** Dynamic loss scaling for f16 training (torch's GradScaler), decided on the GPU: no readback per step. */
+export { GradScaler } from "./src/optim/grad_scaler.ts";
+export type { GradScalerOptions, GradScalerReading, GradScalerState } from "./src/optim/grad_scaler.ts";
 export { learningRateAt } from "./src/optim/schedule.ts";
 export type { ScheduleOptions } from "./src/optim/schedule.ts";
 

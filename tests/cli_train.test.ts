@@ -4,6 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { initGpu } from "../src/gpu/device.ts";
 import { readCheckpoint } from "../src/io/checkpoint.ts";
 import { readSafetensors } from "../src/io/safetensors.ts";
 import { report } from "../src/cli/report.ts";
@@ -90,6 +91,45 @@ Deno.test("train CLI: a tiny run writes the run folder, resumes, evaluates and e
     const table = await report(folder);
     assert.match(table, /3 epochs|4 epochs/);
     assert.match(await Deno.readTextFile(join(folder, "plots", "loss.svg")), /^<svg/);
+  } finally {
+    await Deno.remove(folder, { recursive: true });
+  }
+});
+
+Deno.test("train CLI --f16: logs the loss scale, checkpoints the scaler and resumes bit for bit", async () => {
+  const folder = await Deno.makeTempDir({ prefix: "spikegpu-f16-" });
+  try {
+    if (!(await initGpu()).hasF16) {
+      const refused = await train([...TINY, "--f16", "--output-dir", join(folder, "run")]);
+      assert.notEqual(refused.code, 0);
+      assert.match(refused.out, /--f16: .*has no shader-f16/);
+      return;
+    }
+    const whole = join(folder, "whole");
+    const split = join(folder, "split");
+    const exported = (run: string) => ["--export-weights", `${run}.safetensors`, "--output-dir", run];
+    // Two epochs of three steps, at once and stopped after step 4 then resumed.
+    const uninterrupted = await train([...TINY, "--f16", "--epochs", "2", ...exported(whole)]);
+    assert.equal(uninterrupted.code, 0, uninterrupted.out);
+    const steps = (await records(whole)).filter((r): r is StepRecord => r.type === "step");
+    assert.equal(steps.length, 6);
+    for (const step of steps) {
+      assert.ok(Number.isFinite(step.loss));
+      assert.equal(step.lossScale, 65536 / 2 ** step.skippedSteps!);
+    }
+    const scaler = (await readCheckpoint(join(whole, "checkpoints", "latest.ckpt"))).gradScaler!;
+    assert.equal(scaler.scale, 65536 / 2 ** scaler.skippedSteps);
+    assert.equal(scaler.growthTracker, 6 - scaler.skippedSteps, "no growth within 2000 steps");
+    const first = await train([...TINY, "--f16", "--epochs", "2", "--max-steps", "4", "--output-dir", split]);
+    assert.equal(first.code, 0, first.out);
+    const latest = join(split, "checkpoints", "latest.ckpt");
+    const resumed = await train([...TINY, "--f16", "--epochs", "2", "--resume", latest, ...exported(split)]);
+    assert.equal(resumed.code, 0, resumed.out);
+    assert.deepEqual(
+      await Deno.readFile(`${split}.safetensors`),
+      await Deno.readFile(`${whole}.safetensors`),
+    );
+    assert.deepEqual((await readCheckpoint(latest)).gradScaler, scaler);
   } finally {
     await Deno.remove(folder, { recursive: true });
   }

@@ -122,7 +122,7 @@ export const FLAGS: Record<string, FlagSpec> = {
   "f16": {
     key: "f16",
     type: "boolean",
-    help: "train in f16 (needs shader-f16; f16 kernels are not implemented yet)",
+    help: "mixed precision: f16 convolutions, f32 elsewhere, dynamic loss scaling (needs shader-f16)",
   },
   "eval-every": { key: "evalEvery", type: "string", help: "evaluate every N epochs" },
   "log-every": { key: "logEvery", type: "string", help: "read metrics and log every N steps" },

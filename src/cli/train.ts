@@ -8,6 +8,7 @@ import { synchronize } from "../gpu/kernels.ts";
 import { readCheckpoint } from "../io/checkpoint.ts";
 import { loadSafetensors, saveSafetensors } from "../io/state_dict.ts";
 import { createModel, type ModelOptions, type SpikingModel } from "../models/registry.ts";
+import { GradScaler } from "../optim/grad_scaler.ts";
 import { createOptimizer } from "../optim/optimizer.ts";
 import { RunFolder } from "../pipeline/run_folder.ts";
 import { openSources } from "../pipeline/sources.ts";
@@ -86,11 +87,6 @@ export async function main(args: string[]): Promise<number> {
     throw config.f16 ? new Error(`--f16: ${error.message}`) : error;
   });
   console.log(`adapter: ${describeAdapter(gpu.adapter)}`);
-  if (config.f16) {
-    throw new Error(
-      "--f16: this adapter has shader-f16, but spikegpu's f16 training kernels are not implemented yet; train in f32",
-    );
-  }
   const checkpoint = config.resume ? await readCheckpoint(config.resume) : null;
   // The data order continues from the checkpoint's seed unless a new one is asked for.
   const savedSeed = (checkpoint?.rng as { seed?: number } | undefined)?.seed;
@@ -104,6 +100,8 @@ export async function main(args: string[]): Promise<number> {
       momentum: config.momentum,
       weightDecay: config.weightDecay,
     });
+    // torch.amp.GradScaler's defaults.
+    const scaler = config.f16 ? new GradScaler() : undefined;
     const state: StateSources = {
       modelName: config.model,
       modelOptions: modelOptions as unknown as Record<string, unknown>,
@@ -111,6 +109,7 @@ export async function main(args: string[]): Promise<number> {
       optimizer,
       config: config as unknown as Record<string, unknown>,
       seed: config.seed,
+      scaler,
     };
     let start = { epoch: 0, step: 0, batchInEpoch: 0, bestAccuracy: -1 };
     if (checkpoint) {
@@ -134,7 +133,7 @@ export async function main(args: string[]): Promise<number> {
     }
     if (config.testOnly) {
       if (!test) throw new Error(`--test-only: the ${config.dataset} data set has no test split here`);
-      const { metrics, activity } = await evaluate(model, test, loss);
+      const { metrics, activity } = await evaluate(model, test, loss, config.f16);
       console.log(JSON.stringify({ test: metrics, ...activity }, null, 2));
       return 0;
     }
@@ -149,6 +148,7 @@ export async function main(args: string[]): Promise<number> {
       folder,
       state,
       start,
+      scaler,
       observer: new ProgressPrinter(config.epochs),
       options: {
         epochs: config.epochs,

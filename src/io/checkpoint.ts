@@ -4,6 +4,7 @@
  * typed-array extension is not portable to other readers. Written atomically (temp, fsync, rename).
  */
 import { Packr } from "msgpackr";
+import type { GradScalerState } from "../optim/grad_scaler.ts";
 import { writeFileAtomic } from "./atomic.ts";
 
 export const CHECKPOINT_FORMAT_VERSION = 1;
@@ -75,6 +76,8 @@ export interface Checkpoint {
   bestAccuracy: number;
   /** The full run configuration (flags). */
   config: Record<string, unknown>;
+  /** The loss scaler's state, in runs with --f16; absent in older checkpoints. */
+  gradScaler?: GradScalerState | null;
 }
 
 const packr = new Packr({ useRecords: false, moreTypes: false });

@@ -23,6 +23,9 @@ export interface StepRecord extends HeadMetrics {
   imagesPerSecond: number;
   /** Mean firing rate per LIF call site, recorded during the logged step itself. */
   firingRates: Record<string, number>;
+  /** Under mixed precision: the loss scale after this step, and the updates skipped so far (overflow). */
+  lossScale?: number;
+  skippedSteps?: number;
 }
 
 export interface EpochRecord {

@@ -11,6 +11,7 @@ import { explainGpuError, throwIfGpuFailed } from "../gpu/device.ts";
 import type { SpikingModel } from "../models/registry.ts";
 import { ActivityRecorder, type ActivityReport } from "../nn/activity.ts";
 import { FiniteWatch } from "../optim/finite_check.ts";
+import type { GradScaler } from "../optim/grad_scaler.ts";
 import type { Optimizer } from "../optim/optimizer.ts";
 import { learningRateAt, type ScheduleOptions } from "../optim/schedule.ts";
 import type { SmlLossOptions } from "../sml/loss.ts";
@@ -54,6 +55,8 @@ export interface TrainingRun {
   options: LoopOptions;
   /** Where to start (a fresh run: epoch 0, step 0). */
   start: Progress;
+  /** Mixed precision (f16 convolutions) with this loss scaler; also in `state`, for checkpoints. */
+  scaler?: GradScaler;
   observer?: LoopObserver;
 }
 
@@ -80,11 +83,15 @@ function lifRates(report: ActivityReport | null): Record<string, number> {
   return rates;
 }
 
-/** Evaluates the model on every batch of `source`; modules are kept so their accuracy is reported. */
+/**
+ * Evaluates the model on every batch of `source`; modules are kept so their accuracy is reported. `half`:
+ * f16 convolutions, as in training under a loss scaler.
+ */
 export async function evaluate(
   model: SpikingModel,
   source: BatchSource,
   loss: SmlLossOptions,
+  half = false,
 ): Promise<{ metrics: HeadMetrics; activity: ActivityReport }> {
   const metrics = new MetricsAccumulator(1 + model.surrogates.length);
   const activity = new ActivityRecorder();
@@ -93,7 +100,7 @@ export async function evaluate(
     let full = 0;
     for await (const batch of source.epoch(0)) {
       full ||= batch.labels.length;
-      evalStep(model, batch, metrics, loss, activity, full);
+      evalStep(model, batch, metrics, loss, activity, full, half);
     }
     return { metrics: percent(await metrics.read()), activity: await activity.report(model.T) };
   } finally {
@@ -103,13 +110,14 @@ export async function evaluate(
 }
 
 export async function runTraining(run: TrainingRun): Promise<RunSummary> {
-  const { model, optimizer, train, test, folder, options, observer } = run;
+  const { model, optimizer, train, test, folder, options, observer, scaler } = run;
   const progress: Progress = { ...run.start };
   const heads = 1 + model.surrogates.length;
   const stepMetrics = new MetricsAccumulator(heads);
   const epochMetrics = new MetricsAccumulator(heads);
   const activity = new ActivityRecorder();
-  const watch = new FiniteWatch();
+  // Under loss scaling a non-finite gradient only skips its step; the weights must still stay finite.
+  const watch = new FiniteWatch({ gradients: !scaler });
   const watchedOptimizer = watch.watch(optimizer, () => progress.step + 1);
   const names = new Map(model.namedParameters().map(([name, tensor]) => [tensor, name]));
   const parameterName = (index: number) => names.get(optimizer.params[index]) ?? optimizer.params[index].name;
@@ -188,6 +196,7 @@ export async function runTraining(run: TrainingRun): Promise<RunSummary> {
           loss: options.loss,
           metrics: stepMetrics,
           activity: logging ? activity : undefined,
+          scaler,
         }, batch);
         progress.step++;
         progress.batchInEpoch++;
@@ -203,6 +212,7 @@ export async function runTraining(run: TrainingRun): Promise<RunSummary> {
             ...percent(snapshot),
             imagesPerSecond: snapshot.samples / seconds,
             firingRates: lifRates(report),
+            ...(scaler ? await lossScaling(scaler) : {}),
           };
           await requireFinite(record);
           lastLogged = record;
@@ -229,7 +239,7 @@ export async function runTraining(run: TrainingRun): Promise<RunSummary> {
       const finalEpoch = epoch + 1 >= options.epochs || stopped;
       let evaluation: Awaited<ReturnType<typeof evaluate>> | null = null;
       if (test && ((epoch + 1) % options.evalEvery === 0 || finalEpoch)) {
-        evaluation = await evaluate(model, test, options.loss);
+        evaluation = await evaluate(model, test, options.loss, scaler !== undefined);
       }
       if (!stopped) {
         progress.epoch++;
@@ -267,6 +277,11 @@ export async function runTraining(run: TrainingRun): Promise<RunSummary> {
     watch.dispose();
   }
   return { epochs: progress.epoch, steps: progress.step, bestAccuracy: progress.bestAccuracy, last };
+}
+
+async function lossScaling(scaler: GradScaler): Promise<Pick<StepRecord, "lossScale" | "skippedSteps">> {
+  const { scale, skippedSteps } = await scaler.read();
+  return { lossScale: scale, skippedSteps };
 }
 
 interface NonFiniteFound {

@@ -6,6 +6,8 @@ import type { ForwardResult } from "../models/attachment.ts";
 import type { SpikingModel } from "../models/registry.ts";
 import { copyBuffer } from "../gpu/kernels.ts";
 import { ActivityRecorder } from "../nn/activity.ts";
+import { autocast } from "../ops/autocast.ts";
+import type { GradScaler } from "../optim/grad_scaler.ts";
 import type { Optimizer } from "../optim/optimizer.ts";
 import { smlLoss, type SmlLossOptions } from "../sml/loss.ts";
 import { Scope } from "../tensor/scope.ts";
@@ -49,24 +51,36 @@ export interface TrainStepContext {
   metrics: MetricsAccumulator;
   /** When set, this step also records layer activity (firing rates) into it. */
   activity?: ActivityRecorder;
+  /**
+   * Mixed precision: the forward runs under `autocast` (f16 convolutions), backward starts from the loss
+   * scale, and the scaler unscales the gradients and skips the update when one is non-finite.
+   */
+  scaler?: GradScaler;
 }
 
 /** One optimisation step on `batch`; the batch's tensors are released with the step's intermediates. */
 export function trainStep(context: TrainStepContext, batch: HostBatch): void {
-  const { model, optimizer, metrics } = context;
+  const { model, optimizer, metrics, scaler } = context;
   model.train();
   const tape = new Tape();
   try {
     const loss = tape.run(() => {
       const { input, labels, size } = upload(batch);
-      const forward = () => model.forward(input);
+      const forward = () => scaler ? autocast(() => model.forward(input)) : model.forward(input);
       const out: ForwardResult = context.activity ? context.activity.run(forward) : forward();
       const parts = smlLoss(out.logits, out.moduleLogits, labels, context.loss);
       metrics.add(size, parts, [out.logits, ...out.moduleLogits], labels);
       return parts.loss;
     });
-    tape.backward(loss);
-    optimizer.step();
+    if (scaler) {
+      tape.backward(loss, scaler.scaleTensor);
+      scaler.unscale(optimizer.params);
+      optimizer.step(scaler.guard);
+      scaler.update();
+    } else {
+      tape.backward(loss);
+      optimizer.step();
+    }
   } finally {
     optimizer.zeroGrad();
     tape.dispose();
@@ -78,7 +92,7 @@ export function trainStep(context: TrainStepContext, batch: HostBatch): void {
  * tape; loss, top-1/top-5 and, when `activity` is given, layer activity accumulate on the GPU. A batch
  * smaller than `padTo` is padded with zero samples to that size, so a test set's last, partial batch
  * runs through the kernels already compiled for full batches (eval mode couples no samples); only the
- * real samples' outputs and activity are counted.
+ * real samples' outputs and activity are counted. `half` runs the forward under `autocast`.
  */
 export function evalStep(
   model: SpikingModel,
@@ -87,6 +101,7 @@ export function evalStep(
   lossOptions: SmlLossOptions,
   activity?: ActivityRecorder,
   padTo = 0,
+  half = false,
 ): void {
   model.eval();
   const scope = new Scope();
@@ -95,7 +110,7 @@ export function evalStep(
       const size = batch.labels.length;
       const padded = padTo > size;
       const { input, labels } = upload(padded ? padSamples(batch, padTo) : batch);
-      const forward = () => model.forward(input);
+      const forward = () => half ? autocast(() => model.forward(input)) : model.forward(input);
       const samples = { batch: input.shape[batch.shape.length === 5 ? 1 : 0], valid: size };
       const out = activity ? activity.run(forward, samples) : forward();
       const [logits, ...moduleLogits] = [out.logits, ...out.moduleLogits].map((head) =>

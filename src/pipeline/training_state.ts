@@ -9,6 +9,7 @@ import {
 import type { NamedArray } from "../io/safetensors.ts";
 import { loadStateDict, stateDict } from "../io/state_dict.ts";
 import type { Module } from "../nn/module.ts";
+import type { GradScaler } from "../optim/grad_scaler.ts";
 import type { Optimizer } from "../optim/optimizer.ts";
 
 export interface Progress {
@@ -29,6 +30,8 @@ export interface StateSources {
   config: Record<string, unknown>;
   /** Seed of the data order and augmentation. */
   seed: number;
+  /** The loss scaler of a mixed-precision run. */
+  scaler?: GradScaler;
 }
 
 export async function captureCheckpoint(sources: StateSources, progress: Progress): Promise<Checkpoint> {
@@ -50,6 +53,7 @@ export async function captureCheckpoint(sources: StateSources, progress: Progres
     rng: { seed: sources.seed, epoch: progress.epoch, batchInEpoch: progress.batchInEpoch },
     bestAccuracy: progress.bestAccuracy,
     config: sources.config,
+    gradScaler: sources.scaler ? await sources.scaler.exportState() : null,
   };
 }
 
@@ -119,6 +123,14 @@ export async function restoreCheckpoint(
         `--resume: ${source} holds ${kind} optimizer state that this run's ${currentKind} optimizer cannot take ` +
           `(${(error as Error).message}); expected --optimizer ${kind}, as in the checkpoint's run`,
       );
+    }
+  }
+  // A run that turns --f16 on from an f32 checkpoint starts a fresh scaler, as a new torch GradScaler would.
+  if (sources.scaler && checkpoint.gradScaler) {
+    try {
+      sources.scaler.importState(checkpoint.gradScaler);
+    } catch (error) {
+      throw new Error(`--resume: ${source}: ${(error as Error).message}`);
     }
   }
   const rng = checkpoint.rng as { batchInEpoch?: number } | null;
