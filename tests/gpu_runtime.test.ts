@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { gpu } from "../src/gpu/device.ts";
 import { bindGroupCount, compiledKernelCount, synchronize } from "../src/gpu/kernels.ts";
-import { poolStats } from "../src/gpu/pool.ts";
+import { poolStats, resetPeak } from "../src/gpu/pool.ts";
 import { add, leakyRelu } from "../src/ops/elementwise.ts";
 import { Tape } from "../src/tensor/tape.ts";
 import { Tensor } from "../src/tensor/tensor.ts";
@@ -48,6 +48,43 @@ Deno.test("gpu: a repeated step allocates no buffer, compiles no pipeline and ma
   assert.equal(after.bytesInUse, before.bytesInUse, "nothing leaks across steps");
   assert.equal(compiledKernelCount(), kernels);
   assert.equal(bindGroupCount(), bindGroups, "each step's tensors land in the last step's buffers");
+  x.dispose();
+});
+
+Deno.test("tape: backward with freeForward frees each op's forward tensors once used: same gradients, lower peak", async () => {
+  await setupGpu();
+  const x = Tensor.fromData(Float32Array.from({ length: 4096 }, (_, i) => Math.sin(i)), [4, 1024], {
+    requiresGrad: true,
+  });
+  const run = async (freeForward: boolean) => {
+    const tape = new Tape();
+    // A chain of eight ops: every forward tensor stays alive until backward reaches its op.
+    const y = tape.run(() => {
+      let h = x;
+      for (let i = 0; i < 8; i++) h = add(leakyRelu(h), h);
+      return h;
+    });
+    resetPeak();
+    const start = poolStats().bytesInUse;
+    tape.backward(y, undefined, { freeForward });
+    const { peakBytesInUse, bytesInUse } = poolStats();
+    const growth = { peak: peakBytesInUse - start, end: bytesInUse - start };
+    if (freeForward) assert.throws(() => y.buffer, /used after dispose/);
+    const grad = await x.grad!.readFloat();
+    tape.dispose();
+    x.grad!.dispose();
+    x.grad = null;
+    return { ...growth, grad };
+  };
+  const kept = await run(false);
+  const freed = await run(true);
+  assert.deepEqual(freed.grad, kept.grad);
+  // 16 forward tensors of 16 KiB: kept, backward ends above where it started (x's gradient); freed, it
+  // ends with all but the input's and its own gradient's buffers given back, and peaks lower.
+  const tensorBytes = 4096 * 4;
+  assert.ok(kept.end >= tensorBytes, `keeping: ${kept.end} bytes more after backward`);
+  assert.ok(freed.end <= -15 * tensorBytes, `freeing: ${freed.end} bytes more after backward`);
+  assert.ok(freed.peak < kept.peak, `backward's peak: ${freed.peak} bytes freeing, ${kept.peak} keeping`);
   x.dispose();
 });
 

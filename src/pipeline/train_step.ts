@@ -72,13 +72,14 @@ export function trainStep(context: TrainStepContext, batch: HostBatch): void {
       metrics.add(size, parts, [out.logits, ...out.moduleLogits], labels);
       return parts.loss;
     });
+    // Nothing reads the forward's tensors after backward: metrics were recorded during the forward.
     if (scaler) {
-      tape.backward(loss, scaler.scaleTensor);
+      tape.backward(loss, scaler.scaleTensor, { freeForward: true });
       scaler.unscale(optimizer.params);
       optimizer.step(scaler.guard);
       scaler.update();
     } else {
-      tape.backward(loss);
+      tape.backward(loss, undefined, { freeForward: true });
       optimizer.step();
     }
   } finally {

@@ -17,6 +17,11 @@ export class Scope {
     return tensor;
   }
 
+  /** Disposes `tensor` now, if this scope still owns it. */
+  release(tensor: Tensor): void {
+    if (this.#tensors.delete(tensor)) tensor.dispose();
+  }
+
   /** Runs `body` with this scope active (innermost) and returns its result. */
   run<T>(body: () => T): T {
     stack.push(this);

@@ -17,8 +17,27 @@ interface Entry {
   backward: Backward;
 }
 
+export interface BackwardOptions {
+  /**
+   * Dispose each op's forward tensors (its output and what it made on the way) as soon as its backward
+   * has run, so the gradients reuse their buffers instead of adding to the step's peak. The caller must
+   * not touch forward results (the loss included) after `backward`.
+   */
+  freeForward?: boolean;
+}
+
 export class Tape extends Scope {
   readonly #entries: Entry[] = [];
+  /**
+   * Tensors this scope tracked while entry i was the next to be recorded, i.e. made by op i's forward:
+   * only op i's backward and the backwards of later ops, which run before it, can use them.
+   */
+  #madeBefore: Tensor[][] = [];
+
+  override track(tensor: Tensor): void {
+    super.track(tensor);
+    (this.#madeBefore[this.#entries.length] ??= []).push(tensor);
+  }
 
   /** Records an op; called by ops through `record`. */
   push(entry: Entry): void {
@@ -33,7 +52,7 @@ export class Tape extends Scope {
    * Back-propagates from `loss` (seeded with ones, or with `seed` of the same shape) and leaves the
    * gradients of leaf tensors in their `.grad`. Intermediate gradients are freed as soon as used.
    */
-  backward(loss: Tensor, seed?: Tensor): void {
+  backward(loss: Tensor, seed?: Tensor, options: BackwardOptions = {}): void {
     if (!loss.requiresGrad) {
       throw new Error(`spikegpu: backward from ${loss.name}, which does not require grad`);
     }
@@ -44,30 +63,37 @@ export class Tape extends Scope {
       }
       // The caller keeps its seed; the tape works on its own copy.
       const start = seed ? copyOf(seed) : ones(loss.shape);
-      grads.set(loss, start);
+      // A leaf (e.g. the input of an op that is the identity here) takes the seed as its gradient.
+      this.#accumulate(grads, loss, start);
       for (let e = this.#entries.length - 1; e >= 0; e--) {
-        const { inputs, output, backward } = this.#entries[e];
-        const gradOutput = grads.get(output);
-        if (!gradOutput) continue;
-        grads.delete(output);
-        const inputGrads = backward(gradOutput);
-        if (inputGrads.length !== inputs.length) {
-          throw new Error(`spikegpu: backward of ${output.name} returned ${inputGrads.length} gradients`);
-        }
-        const placed = new Set<Tensor>();
-        inputs.forEach((input, i) => {
-          let grad = inputGrads[i];
-          if (!grad || !input.requiresGrad) return;
-          // A tensor handed back twice (add's gradient flows to both inputs) must not be shared.
-          if (placed.has(grad)) grad = copyOf(grad);
-          placed.add(grad);
-          this.#accumulate(grads, input, grad);
-        });
-        if (!placed.has(gradOutput)) gradOutput.dispose();
+        this.#backwardEntry(e, grads);
+        if (options.freeForward) { for (const tensor of this.#madeBefore[e] ?? []) this.release(tensor); }
       }
       for (const leftover of grads.values()) leftover.dispose();
     });
     this.#entries.length = 0;
+    this.#madeBefore = [];
+  }
+
+  #backwardEntry(e: number, grads: Map<Tensor, Tensor>): void {
+    const { inputs, output, backward } = this.#entries[e];
+    const gradOutput = grads.get(output);
+    if (!gradOutput) return;
+    grads.delete(output);
+    const inputGrads = backward(gradOutput);
+    if (inputGrads.length !== inputs.length) {
+      throw new Error(`spikegpu: backward of ${output.name} returned ${inputGrads.length} gradients`);
+    }
+    const placed = new Set<Tensor>();
+    inputs.forEach((input, i) => {
+      let grad = inputGrads[i];
+      if (!grad || !input.requiresGrad) return;
+      // A tensor handed back twice (add's gradient flows to both inputs) must not be shared.
+      if (placed.has(grad)) grad = copyOf(grad);
+      placed.add(grad);
+      this.#accumulate(grads, input, grad);
+    });
+    if (!placed.has(gradOutput)) gradOutput.dispose();
   }
 
   #accumulate(grads: Map<Tensor, Tensor>, input: Tensor, grad: Tensor): void {
@@ -93,6 +119,7 @@ export class Tape extends Scope {
 
   override dispose(): void {
     this.#entries.length = 0;
+    this.#madeBefore = [];
     super.dispose();
   }
 }
