@@ -215,12 +215,17 @@ function runPrologue(shape: BatchNormShape): { grid: ReturnType<typeof gridFor>;
   return { grid, code };
 }
 
-/** y = x * scale + shift. Bindings: x, stats, y. */
-export function batchNormNormalizeKernel(shape: BatchNormShape): BatchNormKernel {
+/**
+ * y = x * scale + shift, or with `leakySlope` that followed by LeakyReLU as torch computes it (so the
+ * normalised tensor is never stored). Bindings: x, stats, y.
+ */
+export function batchNormNormalizeKernel(shape: BatchNormShape, leakySlope?: number): BatchNormKernel {
   const { grid, code } = runPrologue(shape);
   const C = shape.channels;
+  const store = leakySlope === undefined ? "y[i] = x[i] * scale + shift;" : `let v = x[i] * scale + shift;
+    y[i] = select(v * ${f32(leakySlope)}, v, v >= 0.0);`;
   return {
-    key: `batch_norm_normalize:${shapeKey(shape)}`,
+    key: `batch_norm_normalize:${shapeKey(shape)}${leakySlope === undefined ? "" : `:leaky${leakySlope}`}`,
     workgroups: grid.workgroups,
     wgsl: () => `
 @group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -233,7 +238,7 @@ ${code}
   let scale = stats[${2 * C}u + c];
   let shift = stats[${3 * C}u + c];
   for (var i = base; i < base + ${channelRun(shape.spatial)}u; i++) {
-    y[i] = x[i] * scale + shift;
+    ${store}
   }
 }
 `,

@@ -2,7 +2,7 @@
  * The SML surrogate module (SPEC §5): an ANN branch on the firing rates of a block's output spikes,
  * trained with the SNN so its more accurate gradient flows back into the backbone.
  */
-import { flatten, leakyRelu } from "../ops/elementwise.ts";
+import { flatten } from "../ops/elementwise.ts";
 import { adaptiveAvgPool2d } from "../ops/pool.ts";
 import { meanOverTime } from "../ops/time.ts";
 import { withoutActivity } from "../nn/activity.ts";
@@ -37,7 +37,7 @@ class ConvUnit extends Module {
   }
 
   forward(x: Tensor): Tensor {
-    return leakyRelu(this.bn.forward(this.conv.forward(x)), 0.01);
+    return this.bn.forwardLeakyRelu(this.conv.forward(x), 0.01);
   }
 }
 
@@ -57,7 +57,7 @@ class Prediction extends Module {
 
   forward(x: Tensor): Tensor {
     const pooled = flatten(adaptiveAvgPool2d(x, 2));
-    return this.output.forward(leakyRelu(this.bn.forward(this.hidden.forward(pooled)), 0.01));
+    return this.output.forward(this.bn.forwardLeakyRelu(this.hidden.forward(pooled), 0.01));
   }
 }
 

@@ -1,5 +1,10 @@
 /** The layers spiking ResNets and surrogate modules are built from, with SPEC §3 initialisation. */
-import { batchNorm, type BatchNormOptions, type BatchNormState } from "../ops/batch_norm.ts";
+import {
+  batchNorm,
+  batchNormLeakyRelu,
+  type BatchNormOptions,
+  type BatchNormState,
+} from "../ops/batch_norm.ts";
 import { batchNormLif } from "../ops/batch_norm_lif.ts";
 import { conv2d } from "../ops/conv2d.ts";
 import { linear } from "../ops/linear.ts";
@@ -58,6 +63,12 @@ export class BatchNorm extends Module {
   forward(x: Tensor): Tensor {
     if (this.training) this.batchesTracked.value++;
     return batchNorm(x, this.#state(), this.#options());
+  }
+
+  /** `leakyRelu(this(x), slope)`, the activation fused into the normalisation (see batchNormLeakyRelu). */
+  forwardLeakyRelu(x: Tensor, slope: number): Tensor {
+    if (this.training) this.batchesTracked.value++;
+    return batchNormLeakyRelu(x, this.#state(), this.#options(), slope);
   }
 
   /** `lif(this(x) + residual)`, the normalisation fused into the neurons (see batchNormLif). */

@@ -12,7 +12,9 @@ import {
   reductionSplit,
   STATS_ROWS,
 } from "../../kernels/batch_norm.ts";
+import { f32 } from "../../kernels/common.ts";
 import { dispatch } from "../gpu/kernels.ts";
+import { map } from "./elementwise.ts";
 import { currentTape, record } from "../tensor/tape.ts";
 import { Tensor } from "../tensor/tensor.ts";
 
@@ -147,9 +149,33 @@ export function batchNormBackward(
  * weight and bias.
  */
 export function batchNorm(x: Tensor, state: BatchNormState, options: BatchNormOptions): Tensor {
+  return normalized(x, state, options);
+}
+
+/**
+ * `leakyRelu(batchNorm(x), slope)` (slope > 0) with the same values and gradients as the two ops, without
+ * storing the normalised tensor: LeakyReLU's gradient needs only the sign of its input, which its output
+ * shares.
+ */
+export function batchNormLeakyRelu(
+  x: Tensor,
+  state: BatchNormState,
+  options: BatchNormOptions,
+  slope: number,
+): Tensor {
+  if (!(slope > 0)) throw new Error(`batchNormLeakyRelu: slope is ${slope}; it must be > 0`);
+  return normalized(x, state, options, slope);
+}
+
+function normalized(
+  x: Tensor,
+  state: BatchNormState,
+  options: BatchNormOptions,
+  leakySlope?: number,
+): Tensor {
   const statistics = batchNormStatistics(x, state, options);
-  const y = Tensor.empty(x.shape, { name: `${x.name}_bn` });
-  const normalize = batchNormNormalizeKernel(statistics.shape);
+  const y = Tensor.empty(x.shape, { name: `${x.name}_bn${leakySlope === undefined ? "" : "_leaky_relu"}` });
+  const normalize = batchNormNormalizeKernel(statistics.shape, leakySlope);
   dispatch(normalize, [x.buffer, statistics.stats.buffer, y.buffer], normalize.workgroups);
 
   const inputs = [x, state.weight, state.bias];
@@ -157,5 +183,12 @@ export function batchNorm(x: Tensor, state: BatchNormState, options: BatchNormOp
     statistics.stats.dispose();
     return y;
   }
-  return record(y, inputs, (gradY) => batchNormBackward(x, state, statistics, options.training, gradY));
+  return record(y, inputs, (gradY) => {
+    if (leakySlope === undefined) return batchNormBackward(x, state, statistics, options.training, gradY);
+    const name = `leaky_relu_grad_${leakySlope}`;
+    const gradNormalized = map(name, [gradY, y], `select(a * ${f32(leakySlope)}, a, b > 0.0)`);
+    const grads = batchNormBackward(x, state, statistics, options.training, gradNormalized);
+    gradNormalized.dispose();
+    return grads;
+  });
 }

@@ -43,15 +43,19 @@ function sumOverTime(
   return out;
 }
 
-/** `(B, ...) -> (T*B, ...)` with row t*B + b = x[b]; the gradient sums over t. */
+/** `(B, ...) -> (T*B, ...)` with row t*B + b = x[b]; the gradient sums over t. `x` itself when T = 1. */
 export function expandTime(x: Tensor, T: number): Tensor {
   checkSteps("expandTime", x, T);
+  if (T === 1) return x;
   const shape = [T * x.shape[0], ...x.shape.slice(1)];
   const out = repeatOverTime(x, T, 1, shape, "expand_time");
   return record(out, [x], (gradOut) => [sumOverTime(gradOut, T, 1, x.shape, "expand_time_grad")]);
 }
 
-/** `(T*B, ...) -> (B, ...)`, the mean over t of rows t*B + b; the gradient is g / T at every step. */
+/**
+ * `(T*B, ...) -> (B, ...)`, the mean over t of rows t*B + b; the gradient is g / T at every step. `x` itself
+ * when T = 1: a copy would only add a tensor to the step's memory.
+ */
 export function meanOverTime(x: Tensor, T: number): Tensor {
   checkSteps("meanOverTime", x, T);
   if (x.shape[0] % T !== 0) {
@@ -61,6 +65,7 @@ export function meanOverTime(x: Tensor, T: number): Tensor {
       } rows, not a multiple of T = ${T}`,
     );
   }
+  if (T === 1) return x;
   const shape = [x.shape[0] / T, ...x.shape.slice(1)];
   const out = sumOverTime(x, T, T, shape, "mean_over_time");
   return record(out, [x], (gradOut) => [repeatOverTime(gradOut, T, T, x.shape, "mean_over_time_grad")]);
