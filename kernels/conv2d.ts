@@ -71,6 +71,12 @@ export interface DirectTile {
   workgroup: number;
   /** Largest uniform binding (bytes, a multiple of 256) an operand is read through; 0: all from storage. */
   windowBytes: number;
+  /**
+   * When a sample of the reduced operand (x forward, gradOut for the input gradient) does not fit a window:
+   * read ranges of its channels through windows, summing the output over their dispatches (default true),
+   * rather than the whole operand from storage.
+   */
+  channelSplit?: boolean;
 }
 
 /**
@@ -168,6 +174,16 @@ function loadCost(windowed: boolean): number {
   return windowed ? COST.windowLoad : COST.storageAccess;
 }
 
+/**
+ * Storing an accumulator; in a split reduction each range after the first also loads the earlier ranges'
+ * sum. 2.5 storage accesses in all fit ResNet-19's shapes (N = 32): splitting won with 52 or more channels
+ * per range (256->256 16x16 forward: 738 ms against 1,098 ms reading x from storage) and lost with 13
+ * (64->128 32x32 forward: 466 ms against 363 ms).
+ */
+function storeCost(split: boolean): number {
+  return (split ? 2.5 : 1) * COST.storageAccess;
+}
+
 /** One dispatch of `workgroups` workgroups of `workgroup` invocations, run `threads` at a time. */
 function dispatchCost(workgroups: number, workgroup: number, laneCost: number, threads: number): number {
   return Math.ceil(workgroups / threads) * (workgroup * laneCost + COST.workgroup) + COST.dispatch;
@@ -181,24 +197,27 @@ function forwardCost(geometry: ConvGeometry, tile: DirectTile, threads: number):
   const { channels, rows, cols, workgroup, windowBytes } = tile;
   const [outH, outW] = outputSize(geometry);
   const taps = kernel * kernel;
-  const groups = sampleGroups(batch, [cin * height * width], windowBytes);
+  const x = reductionRead("x", [batch, cin, height * width], tile, false);
   const weightRows = rowsPerWindow(cout, cin * taps, channels, windowBytes);
   const patch = reached(rows, stride, kernel).length * reached(cols, stride, kernel).length;
   const accumulators = channels * rows * cols;
-  const laneCost = cin * (accumulators * taps + patch * loadCost(groups.windowed[0]) +
-        channels * taps * loadCost(weightRows > 0)) + accumulators * COST.storageAccess;
-  const lanes = groups.size * Math.ceil(outH / rows) * Math.ceil(outW / cols);
+  const laneCost = x.channelsPerDispatch * (accumulators * taps + patch * loadCost(x.read.vec4s > 0) +
+        channels * taps * loadCost(weightRows > 0)) + accumulators * storeCost(x.split);
+  const lanes = x.samplesPerDispatch * Math.ceil(outH / rows) * Math.ceil(outW / cols);
   const coWindows = weightRows ? Math.ceil(cout / weightRows) : 1;
   const blocks = Math.ceil((weightRows || cout) / channels);
   const workgroups = Math.ceil(lanes / workgroup) * blocks;
-  return groups.count * coWindows * dispatchCost(workgroups, workgroup, laneCost, threads);
+  const passes = Math.ceil(batch / x.samplesPerDispatch) * Math.ceil(cin / x.channelsPerDispatch);
+  return passes * coWindows * dispatchCost(workgroups, workgroup, laneCost, threads);
 }
 
 function gradInputCost(geometry: ConvGeometry, tile: DirectTile, threads: number): number {
   const { batch, cin, cout, height, width, kernel, stride, pad } = geometry;
   const { channels, rows, cols, workgroup, windowBytes } = tile;
   const [outH, outW] = outputSize(geometry);
-  const groups = sampleGroups(batch, [cout * outH * outW], windowBytes);
+  const gradOut = reductionRead("gradOut", [batch, cout, outH * outW], tile, false);
+  const passes = Math.ceil(batch / gradOut.samplesPerDispatch) *
+    Math.ceil(cout / gradOut.channelsPerDispatch);
   const weightRows = rowsPerWindow(cin, cout * kernel * kernel, channels, windowBytes);
   const ciWindows = weightRows ? Math.ceil(cin / weightRows) : 1;
   const blocks = Math.ceil((weightRows || cin) / channels);
@@ -215,11 +234,13 @@ function gradInputCost(geometry: ConvGeometry, tile: DirectTile, threads: number
       const patch = phaseTaps
         ? reached(rows, 1, phaseRows.taps).length * reached(cols, 1, phaseCols.taps).length
         : 0;
-      const laneCost = cout * (accumulators * phaseTaps + patch * loadCost(groups.windowed[0]) +
-            channels * phaseTaps * loadCost(weightRows > 0)) + accumulators * COST.storageAccess;
-      const lanes = groups.size * Math.ceil(phaseRows.count / rows) * Math.ceil(phaseCols.count / cols);
+      const laneCost = gradOut.channelsPerDispatch * (accumulators * phaseTaps +
+            patch * loadCost(gradOut.read.vec4s > 0) + channels * phaseTaps * loadCost(weightRows > 0)) +
+        accumulators * storeCost(gradOut.split);
+      const lanes = gradOut.samplesPerDispatch * Math.ceil(phaseRows.count / rows) *
+        Math.ceil(phaseCols.count / cols);
       const workgroups = Math.ceil(lanes / workgroup) * blocks;
-      cost += groups.count * ciWindows * dispatchCost(workgroups, workgroup, laneCost, threads);
+      cost += passes * ciWindows * dispatchCost(workgroups, workgroup, laneCost, threads);
     }
   }
   return cost;
@@ -271,7 +292,9 @@ function* pixelTiles(taps: number, maxProducts: number): Generator<DirectTile> {
           const accumulators = channels * rows * cols;
           if (accumulators * taps > maxProducts || accumulators > DIRECT_MAX_ACCUMULATORS) continue;
           for (const workgroup of WORKGROUPS) {
-            yield { kind: "direct", channels, rows, cols, workgroup, windowBytes };
+            for (const channelSplit of windowBytes ? [true, false] : [false]) {
+              yield { kind: "direct", channels, rows, cols, workgroup, windowBytes, channelSplit };
+            }
           }
         }
       }
@@ -892,6 +915,69 @@ function sampleGroups(batch: number, perSample: number[], windowBytes: number) {
 }
 
 /**
+ * How a pixel kernel reads the operand it reduces over by channel (x forward, gradOut for the input
+ * gradient), `channels` planes of `plane` elements per sample: whole samples per window when one fits;
+ * else, when a plane fits, a range of one sample's channels per window, the output summed over the ranges'
+ * dispatches (`split`); else from storage.
+ */
+interface ReductionRead {
+  read: TensorRead;
+  samplesPerDispatch: number;
+  channelsPerDispatch: number;
+  split: boolean;
+}
+
+function reductionRead(
+  name: string,
+  [batch, channels, plane]: [number, number, number],
+  tile: DirectTile,
+  half: boolean,
+): ReductionRead {
+  const { windowBytes } = tile;
+  const perSample = channels * plane;
+  const total = batch * perSample;
+  const groups = sampleGroups(batch, [perSample], windowBytes);
+  const whole = { samplesPerDispatch: groups.size, channelsPerDispatch: channels, split: false };
+  if (groups.windowed[0]) return { read: windowedRead(name, total, groups.size * perSample, half), ...whole };
+  const fit = tile.channelSplit === false ? 0 : Math.floor(windowCapacity(windowBytes) / plane);
+  if (fit === 0) return { read: storageRead(name, total, half), ...whole };
+  const perDispatch = Math.ceil(channels / Math.ceil(channels / fit));
+  return {
+    read: windowedRead(name, total, perDispatch * plane, half),
+    samplesPerDispatch: 1,
+    channelsPerDispatch: perDispatch,
+    split: true,
+  };
+}
+
+function splitKey(tile: DirectTile): string {
+  return tile.channelSplit === false ? "/unsplit" : "";
+}
+
+/** The extra per-dispatch parameters of a split reduction over channel `c`. */
+function splitFields(c: string): string[] {
+  return [`${c}Start`, `${c}End`, "accumulate"];
+}
+
+/** The loop over the reduction channel `c`: all `channels`, or the dispatch's range when split. */
+function channelLoop(c: string, channels: number, split: boolean): string {
+  return split
+    ? `for (var ${c} = params.${c}Start; ${c} < params.${c}End; ${c}++)`
+    : `for (var ${c} = 0u; ${c} < ${channels}u; ${c}++)`;
+}
+
+/**
+ * Stores accumulator `acc` at `target[at]`; under a split reduction every range after the first adds
+ * what the earlier ones stored.
+ */
+function storeCode(target: string, at: string, acc: string, split: boolean): string {
+  if (!split) return `    ${target}[${at}] = ${acc};`;
+  return `    let at_${acc} = ${at};
+    if (params.accumulate != 0u) { ${acc} += ${target}[at_${acc}]; }
+    ${target}[at_${acc}] = ${acc};`;
+}
+
+/**
  * Rows of `rowLength` elements per window of a weight tensor read in blocks of `block` rows: all of them
  * when they fit one window, else a whole number of blocks, balanced over the windows; 0 when not even one
  * block fits (the tensor is read from storage).
@@ -969,27 +1055,29 @@ function directForward(geometry: ConvGeometry, tile: DirectTile): ConvPlan {
   const taps = kernel * kernel;
   const inPerSample = cin * height * width;
   const half = geometry.halfOperands ?? false;
-  const groups = sampleGroups(batch, [inPerSample], windowBytes);
-  const x = groups.windowed[0]
-    ? windowedRead("x", batch * inPerSample, groups.size * inPerSample, half)
-    : storageRead("x", batch * inPerSample, half);
+  const plane = height * width;
+  const reduction = reductionRead("x", [batch, cin, plane], tile, half);
+  const { read: x, split } = reduction;
   const weightRows = rowsPerWindow(cout, cin * taps, channels, windowBytes);
   const weight = weightRows
     ? windowedRead("weight", cout * cin * taps, weightRows * cin * taps, half)
     : storageRead("weight", cout * cin * taps, half);
   const outChannelsPerDispatch = weightRows || cout;
   const dispatches: ConvDispatch[] = [];
-  for (let s0 = 0; s0 < batch; s0 += groups.size) {
-    const samples = Math.min(groups.size, batch - s0);
-    const xWindow = windowAt(x, s0 * inPerSample);
-    for (let co0 = 0; co0 < cout; co0 += outChannelsPerDispatch) {
-      const weightWindow = windowAt(weight, co0 * cin * taps);
-      const blocks = Math.ceil(Math.min(outChannelsPerDispatch, cout - co0) / channels);
-      dispatches.push({
-        ranges: [xWindow.range, weightWindow.range, undefined],
-        params: [xWindow.base, weightWindow.base, samples * tilesY * tilesX, s0, co0],
-        workgroups: laneGrid(samples * tilesY * tilesX, workgroup, blocks),
-      });
+  for (let s0 = 0; s0 < batch; s0 += reduction.samplesPerDispatch) {
+    const samples = Math.min(reduction.samplesPerDispatch, batch - s0);
+    for (let ci0 = 0; ci0 < cin; ci0 += reduction.channelsPerDispatch) {
+      const xWindow = windowAt(x, s0 * inPerSample + ci0 * plane);
+      const range = split ? [ci0, Math.min(cin, ci0 + reduction.channelsPerDispatch), ci0 > 0 ? 1 : 0] : [];
+      for (let co0 = 0; co0 < cout; co0 += outChannelsPerDispatch) {
+        const weightWindow = windowAt(weight, co0 * cin * taps);
+        const blocks = Math.ceil(Math.min(outChannelsPerDispatch, cout - co0) / channels);
+        dispatches.push({
+          ranges: [xWindow.range, weightWindow.range, undefined],
+          params: [xWindow.base, weightWindow.base, samples * tilesY * tilesX, s0, co0, ...range],
+          workgroups: laneGrid(samples * tilesY * tilesX, workgroup, blocks),
+        });
+      }
     }
   }
   const wgsl = () => {
@@ -1028,7 +1116,14 @@ function directForward(geometry: ConvGeometry, tile: DirectTile): ConvPlan {
           accumulators.push(`  var acc${m}_${y}_${x} = 0.0;`);
           stores.push(
             `  if (co0 + ${m}u < ${cout}u && oy0 + ${y}u < ${outH}u && ox0 + ${x}u < ${outW}u) {\n` +
-              `    out[outBase + ${m * outH * outW}u + ${y * outW + x}u] = acc${m}_${y}_${x};\n  }`,
+              `${
+                storeCode(
+                  "out",
+                  `outBase + ${m * outH * outW}u + ${y * outW + x}u`,
+                  `acc${m}_${y}_${x}`,
+                  split,
+                )
+              }\n  }`,
           );
         }
       }
@@ -1037,7 +1132,16 @@ function directForward(geometry: ConvGeometry, tile: DirectTile): ConvPlan {
 ${readCode(x, 0)}
 ${readCode(weight, 1)}
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
-${paramsCode(["xBase", "weightBase", "lanes", "sampleBase", "coBase"], 3)}
+${
+      paramsCode([
+        "xBase",
+        "weightBase",
+        "lanes",
+        "sampleBase",
+        "coBase",
+        ...(split ? splitFields("ci") : []),
+      ], 3)
+    }
 
 ${guardedLoad(x)}
 
@@ -1056,8 +1160,8 @@ ${patchBounds(patchRows, patchCols, "iy0", "ix0", height, width)}
 ${weightRowsCode.join("\n")}
 ${accumulators.join("\n")}
   let samplePlane = i32(params.xBase + sample * ${inPerSample}u) + ix0;
-  for (var ci = 0u; ci < ${cin}u; ci++) {
-    let plane = samplePlane + i32(ci * ${height * width}u);
+  ${channelLoop("ci", cin, split)} {
+    let plane = samplePlane + i32(${split ? "(ci - params.ciStart)" : "ci"} * ${plane}u);
 ${patchLoads("in", "loadX", patchRows, patchCols, "plane", "    ")}
     let tapBase = ci * ${taps}u;
 ${products.join("\n")}
@@ -1074,7 +1178,7 @@ ${stores.join("\n")}
     kernels: [{
       key: `conv2d_forward:${
         geometryKey(geometry)
-      }:direct${channels}/${rows}x${cols}/${workgroup}/${windowBytes}`,
+      }:direct${channels}/${rows}x${cols}/${workgroup}/${windowBytes}${splitKey(tile)}`,
       buffers: ["x", "weight", "out"],
       dispatches,
       wgsl,
@@ -1122,10 +1226,9 @@ function directGradInput(geometry: ConvGeometry, tile: DirectTile): ConvPlan {
   const taps = kernel * kernel;
   const outPerSample = cout * outH * outW;
   const half = geometry.halfOperands ?? false;
-  const groups = sampleGroups(batch, [outPerSample], windowBytes);
-  const gradOut = groups.windowed[0]
-    ? windowedRead("gradOut", batch * outPerSample, groups.size * outPerSample, half)
-    : storageRead("gradOut", batch * outPerSample, half);
+  const outPlane = outH * outW;
+  const reduction = reductionRead("gradOut", [batch, cout, outPlane], tile, half);
+  const { read: gradOut, split } = reduction;
   const weightRows = rowsPerWindow(cin, cout * taps, channels, windowBytes);
   // Windowed weights are the f32 transposed copy.
   const weight = weightRows
@@ -1148,17 +1251,22 @@ function directGradInput(geometry: ConvGeometry, tile: DirectTile): ConvPlan {
       const tilesY = Math.ceil(phaseRows.count / rows);
       const tilesX = Math.ceil(phaseCols.count / cols);
       const dispatches: ConvDispatch[] = [];
-      for (let s0 = 0; s0 < batch; s0 += groups.size) {
-        const samples = Math.min(groups.size, batch - s0);
-        const gradWindow = windowAt(gradOut, s0 * outPerSample);
-        for (let ci0 = 0; ci0 < cin; ci0 += inChannelsPerDispatch) {
-          const weightWindow = windowAt(weight, ci0 * rowStride);
-          const blocks = Math.ceil(Math.min(inChannelsPerDispatch, cin - ci0) / channels);
-          dispatches.push({
-            ranges: [gradWindow.range, weightWindow.range, undefined],
-            params: [gradWindow.base, weightWindow.base, samples * tilesY * tilesX, s0, ci0],
-            workgroups: laneGrid(samples * tilesY * tilesX, workgroup, blocks),
-          });
+      for (let s0 = 0; s0 < batch; s0 += reduction.samplesPerDispatch) {
+        const samples = Math.min(reduction.samplesPerDispatch, batch - s0);
+        for (let co0 = 0; co0 < cout; co0 += reduction.channelsPerDispatch) {
+          const gradWindow = windowAt(gradOut, s0 * outPerSample + co0 * outPlane);
+          const range = split
+            ? [co0, Math.min(cout, co0 + reduction.channelsPerDispatch), co0 > 0 ? 1 : 0]
+            : [];
+          for (let ci0 = 0; ci0 < cin; ci0 += inChannelsPerDispatch) {
+            const weightWindow = windowAt(weight, ci0 * rowStride);
+            const blocks = Math.ceil(Math.min(inChannelsPerDispatch, cin - ci0) / channels);
+            dispatches.push({
+              ranges: [gradWindow.range, weightWindow.range, undefined],
+              params: [gradWindow.base, weightWindow.base, samples * tilesY * tilesX, s0, ci0, ...range],
+              workgroups: laneGrid(samples * tilesY * tilesX, workgroup, blocks),
+            });
+          }
         }
       }
       const wgsl = () => {
@@ -1197,11 +1305,10 @@ function directGradInput(geometry: ConvGeometry, tile: DirectTile): ConvPlan {
           for (let y = 0; y < rows; y++) {
             for (let x = 0; x < cols; x++) {
               accumulators.push(`  var acc${m}_${y}_${x} = 0.0;`);
+              const at = `inBase + ${m * height * width}u + ${y * stride * width + x * stride}u`;
               stores.push(
                 `  if (ci0 + ${m}u < ${cin}u && qy0 + ${y}u < ${phaseRows.count}u && qx0 + ${x}u < ${phaseCols.count}u) {\n` +
-                  `    gradIn[inBase + ${m * height * width}u + ${
-                    y * stride * width + x * stride
-                  }u] = acc${m}_${y}_${x};\n  }`,
+                  `${storeCode("gradIn", at, `acc${m}_${y}_${x}`, split)}\n  }`,
               );
             }
           }
@@ -1209,8 +1316,8 @@ function directGradInput(geometry: ConvGeometry, tile: DirectTile): ConvPlan {
         const reduction = `${patchBounds(patchRows, patchCols, "oyStart", "oxStart", outH, outW)}
 ${weightRowsCode.join("\n")}
   let samplePlane = i32(params.gradOutBase + sample * ${outPerSample}u) + oxStart;
-  for (var co = 0u; co < ${cout}u; co++) {
-    let plane = samplePlane + i32(co * ${outH * outW}u);
+  ${channelLoop("co", cout, split)} {
+    let plane = samplePlane + i32(${split ? "(co - params.coStart)" : "co"} * ${outPlane}u);
 ${patchLoads("g", "loadGradOut", patchRows, patchCols, "plane", "    ")}
     let tapBase = co * ${coStride}u;
 ${products.join("\n")}
@@ -1219,7 +1326,16 @@ ${products.join("\n")}
 ${readCode(gradOut, 0)}
 ${readCode(weight, 1)}
 @group(0) @binding(2) var<storage, read_write> gradIn: array<f32>;
-${paramsCode(["gradOutBase", "weightBase", "lanes", "sampleBase", "ciBase"], 3)}
+${
+          paramsCode([
+            "gradOutBase",
+            "weightBase",
+            "lanes",
+            "sampleBase",
+            "ciBase",
+            ...(split ? splitFields("co") : []),
+          ], 3)
+        }
 
 ${guardedLoad(gradOut)}
 
@@ -1245,7 +1361,7 @@ ${stores.join("\n")}
       kernels.push({
         key: `conv2d_grad_input:${
           geometryKey(geometry)
-        }:phase${py},${px}:direct${channels}/${rows}x${cols}/${workgroup}/${windowBytes}`,
+        }:phase${py},${px}:direct${channels}/${rows}x${cols}/${workgroup}/${windowBytes}${splitKey(tile)}`,
         buffers: ["gradOut", weightRows ? "weightT" : "weight", "gradIn"],
         dispatches,
         wgsl,

@@ -381,31 +381,48 @@ Deno.test("conv2d direct plans: window placement of the first window case", () =
   const reduce = bindings(gradWeight, 1).partials as string[];
   assert.equal(reduce.length, 7);
   assert.equal(reduce.at(-1), "9472+2048");
-  // Input gradient: gradOut (441 floats per sample) does not fit a 1 KiB window, the transposed weights do.
+  // Input gradient: a sample of gradOut (7 channels of 63 floats) does not fit a 1 KiB window (193 floats
+  // from any start), 3 channels do: each dispatch reduces over channels 0-2, 3-5 or 6 of one sample and
+  // adds to what the earlier ranges stored. The transposed weights are one window.
   const gradInput = conv2dGradInputPlan(g, pixels);
   assert.deepEqual(gradInput.kernels.map((k) => k.buffers), [["weight", "weightT"], [
     "gradOut",
     "weightT",
     "gradIn",
   ]]);
-  assert.deepEqual(bindings(gradInput, 1), { gradOut: "storage", weightT: ["0+768"], gradIn: "storage" });
+  const placement = bindings(gradInput, 1);
+  assert.equal(placement.gradIn, "storage");
+  assert.deepEqual(placement.weightT, Array(15).fill("0+768"));
+  // Sample 0's ranges start at elements 0, 189, 378 (bytes 0, 756, 1512), sample 1's at 441 (1764).
+  assert.deepEqual((placement.gradOut as string[]).slice(0, 4), [
+    "0+1024",
+    "512+1024",
+    "1280+1024",
+    "1536+1024",
+  ]);
+  const ranges = gradInput.kernels[1].dispatches.slice(0, 4).map((d) => d.params!.slice(5));
+  assert.deepEqual(ranges, [[0, 3, 0], [3, 6, 1], [6, 7, 1], [0, 3, 0]], "coStart, coEnd, accumulate");
 });
 
 Deno.test("conv2d direct plans: weights larger than a window are split by channel ranges", () => {
   const { geometry: g, pixels } = WINDOW_CASES[1];
   // 27 floats per output channel, 2 channels per 512-byte window: 4 windows, the last moved back to end
-  // with the 768-byte buffer.
-  assert.deepEqual(bindings(conv2dForwardPlan(g, pixels), 0), {
-    x: "storage",
-    weight: ["0+512", "0+512", "256+512", "256+512"],
-    out: "storage",
-  });
-  // Transposed, 63 floats per input channel: one input channel per window.
-  assert.deepEqual(bindings(conv2dGradInputPlan(g, pixels), 1), {
-    gradOut: "storage",
-    weightT: ["0+512", "0+512", "256+512"],
-    gradIn: "storage",
-  });
+  // with the 768-byte buffer. A 512-byte window holds one 63-float channel of x (65 floats from any
+  // start), so each sample's 3 channels take 3 passes over the 4 weight windows.
+  const forward = bindings(conv2dForwardPlan(g, pixels), 0);
+  assert.deepEqual(forward.weight, Array(15).fill(["0+512", "0+512", "256+512", "256+512"]).flat());
+  assert.deepEqual((forward.x as string[]).filter((_, i) => i % 4 === 0).slice(0, 4), [
+    "0+512",
+    "0+512",
+    "256+512",
+    "512+512",
+  ]);
+  assert.equal(forward.out, "storage");
+  // Transposed, 63 floats per input channel: one input channel per window, for each of the 7 channel
+  // passes of each sample's gradOut.
+  const gradInput = bindings(conv2dGradInputPlan(g, pixels), 1);
+  assert.deepEqual(gradInput.weightT, Array(35).fill(["0+512", "0+512", "256+512"]).flat());
+  assert.equal((gradInput.gradOut as string[]).length, 105);
 });
 
 Deno.test("conv2d CPU tilings: the default network's 28x28 convolution is windowed and keeps both threads busy", () => {
