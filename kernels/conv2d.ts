@@ -24,9 +24,11 @@
  *   limit every adapter supports): each dispatch binds the slice of a tensor its invocations read (a group
  *   of samples of an activation, a range of channels of the weights), and a pass is one dispatch per
  *   window. (Mesa loads a uniform once for all lanes only at compile-time-constant offsets, which indices
- *   that follow a loop over channels are not.) Operands too large for a window are read from storage. Because a block of weight gradients is
- *   too little work for a CPU's SIMD lanes, the weight gradient also splits each sample group's reduction
- *   over `splits` invocations, and a second kernel adds the partial sums.
+ *   that follow a loop over channels are not.) A sample too large for a window is read as ranges of its
+ *   channels, one range per dispatch with the output summed over the dispatches, or else from storage,
+ *   whichever the cost model rates cheaper. Because a block of weight gradients is too little work for a
+ *   CPU's SIMD lanes, the weight gradient also splits each sample group's reduction over `splits`
+ *   invocations, and a second kernel adds the partial sums.
  */
 import type { Kernel } from "../src/gpu/kernels.ts";
 import { gridFor, MAX_WORKGROUPS_X } from "./common.ts";
@@ -94,6 +96,12 @@ export interface DirectWeightTile {
   splits: number;
   /** Largest uniform binding (bytes, a multiple of 256) an operand is read through; 0: all from storage. */
   windowBytes: number;
+  /**
+   * When a sample of gradOut or x does not fit a window: read one sample's ranges of output and input
+   * channels through windows per dispatch, adding each sample's sums to the earlier samples' (default
+   * true), rather than both operands from storage.
+   */
+  channelSplit?: boolean;
 }
 
 /** A byte range of a buffer, bound to one binding. */
@@ -252,15 +260,28 @@ function gradWeightCost(geometry: ConvGeometry, tile: DirectWeightTile, threads:
   const [outH, outW] = outputSize(geometry);
   const taps = kernel * kernel;
   const groups = sampleGroups(batch, [cout * outH * outW, cin * height * width], windowBytes);
-  const steps = Math.ceil(groups.size * Math.ceil(outH / rows) * Math.ceil(outW / cols) / splits);
+  const ranges = weightChannelRanges(geometry, tile);
+  const samples = ranges ? 1 : groups.size;
+  const steps = Math.ceil(samples * Math.ceil(outH / rows) * Math.ceil(outW / cols) / splits);
   const patch = reached(rows, stride, kernel).length * reached(cols, stride, kernel).length;
   const accumulators = outChannels * inChannels * taps;
-  const laneCost =
-    steps * (accumulators * rows * cols + outChannels * rows * cols * loadCost(groups.windowed[0]) +
-        inChannels * patch * loadCost(groups.windowed[1])) + accumulators * COST.storageAccess;
-  const lanes = Math.ceil(cout / outChannels) * Math.ceil(cin / inChannels) * splits;
-  let cost = groups.count * dispatchCost(Math.ceil(lanes / workgroup), workgroup, laneCost, threads);
-  const partials = groups.count * splits;
+  const laneCost = steps * (accumulators * rows * cols +
+        outChannels * rows * cols * loadCost(ranges !== null || groups.windowed[0]) +
+        inChannels * patch * loadCost(ranges !== null || groups.windowed[1])) +
+    accumulators * storeCost(ranges !== null);
+  let cost: number;
+  let partials: number;
+  if (ranges) {
+    const lanes = Math.ceil(ranges.outChannels / outChannels) * Math.ceil(ranges.inChannels / inChannels) *
+      splits;
+    const dispatches = batch * Math.ceil(cout / ranges.outChannels) * Math.ceil(cin / ranges.inChannels);
+    cost = dispatches * dispatchCost(Math.ceil(lanes / workgroup), workgroup, laneCost, threads);
+    partials = splits;
+  } else {
+    const lanes = Math.ceil(cout / outChannels) * Math.ceil(cin / inChannels) * splits;
+    cost = groups.count * dispatchCost(Math.ceil(lanes / workgroup), workgroup, laneCost, threads);
+    partials = groups.count * splits;
+  }
   if (partials > 1) {
     const weights = cout * cin * taps;
     const weightsPerWindow = Math.floor(windowCapacity(windowBytes) / partials);
@@ -314,7 +335,19 @@ function* weightTiles(taps: number, maxProducts: number): Generator<DirectWeight
             }
             for (const splits of [1, 2, 4, 8, 16, 32]) {
               for (const workgroup of WORKGROUPS) {
-                yield { kind: "direct", outChannels, inChannels, rows, cols, workgroup, splits, windowBytes };
+                for (const channelSplit of windowBytes ? [true, false] : [false]) {
+                  yield {
+                    kind: "direct",
+                    outChannels,
+                    inChannels,
+                    rows,
+                    cols,
+                    workgroup,
+                    splits,
+                    windowBytes,
+                    channelSplit,
+                  };
+                }
               }
             }
           }
@@ -1456,6 +1489,31 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid:
 
 const REDUCE_WORKGROUP = 16;
 
+/** The per-dispatch parameters a split weight gradient adds: its channel ranges, blocks and lanes. */
+const WEIGHT_SPLIT_FIELDS = ["coStart", "coEnd", "ciStart", "ciEnd", "inBlocks", "lanes", "accumulate"];
+
+/**
+ * Channels of gradOut and of x per window when the weight gradient reads one sample's channel ranges
+ * (see DirectWeightTile.channelSplit): when windows are on, a sample of either operand does not fit one
+ * and a plane of each does; else null.
+ */
+function weightChannelRanges(
+  geometry: ConvGeometry,
+  tile: DirectWeightTile,
+): { outChannels: number; inChannels: number } | null {
+  const { batch, cin, cout, height, width } = geometry;
+  const [outH, outW] = outputSize(geometry);
+  if (tile.channelSplit === false || batch === 0 || tile.windowBytes === 0) return null;
+  const groups = sampleGroups(batch, [cout * outH * outW, cin * height * width], tile.windowBytes);
+  if (groups.windowed[0] && groups.windowed[1]) return null;
+  const capacity = windowCapacity(tile.windowBytes);
+  const outFit = Math.floor(capacity / (outH * outW));
+  const inFit = Math.floor(capacity / (height * width));
+  if (outFit === 0 || inFit === 0) return null;
+  const balanced = (channels: number, fit: number) => Math.ceil(channels / Math.ceil(channels / fit));
+  return { outChannels: balanced(cout, outFit), inChannels: balanced(cin, inFit) };
+}
+
 function directGradWeight(geometry: ConvGeometry, tile: DirectWeightTile): ConvPlan {
   const { batch, cin, cout, height, width, kernel, stride, pad } = geometry;
   const { outChannels, inChannels, rows, cols, workgroup, splits, windowBytes } = tile;
@@ -1468,27 +1526,65 @@ function directGradWeight(geometry: ConvGeometry, tile: DirectWeightTile): ConvP
   const outPerSample = cout * outH * outW;
   const inPerSample = cin * height * width;
   const half = geometry.halfOperands ?? false;
+  const outPlane = outH * outW;
+  const plane = height * width;
   const groups = sampleGroups(batch, [outPerSample, inPerSample], windowBytes);
-  const gradOut = groups.windowed[0]
+  const ranges = weightChannelRanges(geometry, tile);
+  const split = ranges !== null;
+  let gradOut = groups.windowed[0]
     ? windowedRead("gradOut", batch * outPerSample, groups.size * outPerSample, half)
     : storageRead("gradOut", batch * outPerSample, half);
-  const x = groups.windowed[1]
+  let x = groups.windowed[1]
     ? windowedRead("x", batch * inPerSample, groups.size * inPerSample, half)
     : storageRead("x", batch * inPerSample, half);
-  const partialCount = groups.count * splits;
+  const partialCount = split ? splits : groups.count * splits;
   const inBlocks = Math.ceil(cin / inChannels);
   const lanes = Math.ceil(cout / outChannels) * inBlocks * splits;
   const dispatches: ConvDispatch[] = [];
-  for (let g = 0; g < groups.count; g++) {
-    const s0 = g * groups.size;
-    const samples = Math.min(groups.size, batch - s0);
-    const gradWindow = windowAt(gradOut, s0 * outPerSample);
-    const xWindow = windowAt(x, s0 * inPerSample);
-    dispatches.push({
-      ranges: [gradWindow.range, xWindow.range, undefined],
-      params: [gradWindow.base, xWindow.base, samples * tilesY * tilesX, g * splits],
-      workgroups: laneGrid(lanes, workgroup, 1),
-    });
+  if (ranges) {
+    gradOut = windowedRead("gradOut", batch * outPerSample, ranges.outChannels * outPlane, half);
+    x = windowedRead("x", batch * inPerSample, ranges.inChannels * plane, half);
+    for (let sample = 0; sample < batch; sample++) {
+      for (let co = 0; co < cout; co += ranges.outChannels) {
+        const coEnd = Math.min(cout, co + ranges.outChannels);
+        const gradWindow = windowAt(gradOut, sample * outPerSample + co * outPlane);
+        for (let ci = 0; ci < cin; ci += ranges.inChannels) {
+          const ciEnd = Math.min(cin, ci + ranges.inChannels);
+          const xWindow = windowAt(x, sample * inPerSample + ci * plane);
+          const blocks = Math.ceil((ciEnd - ci) / inChannels);
+          const rangeLanes = Math.ceil((coEnd - co) / outChannels) * blocks * splits;
+          dispatches.push({
+            ranges: [gradWindow.range, xWindow.range, undefined],
+            params: [
+              gradWindow.base,
+              xWindow.base,
+              tilesY * tilesX,
+              0,
+              co,
+              coEnd,
+              ci,
+              ciEnd,
+              blocks,
+              rangeLanes,
+              sample > 0 ? 1 : 0,
+            ],
+            workgroups: laneGrid(rangeLanes, workgroup, 1),
+          });
+        }
+      }
+    }
+  } else {
+    for (let g = 0; g < groups.count; g++) {
+      const s0 = g * groups.size;
+      const samples = Math.min(groups.size, batch - s0);
+      const gradWindow = windowAt(gradOut, s0 * outPerSample);
+      const xWindow = windowAt(x, s0 * inPerSample);
+      dispatches.push({
+        ranges: [gradWindow.range, xWindow.range, undefined],
+        params: [gradWindow.base, xWindow.base, samples * tilesY * tilesX, g * splits],
+        workgroups: laneGrid(lanes, workgroup, 1),
+      });
+    }
   }
   const output = partialCount > 1 ? "partials" : "gradWeight";
   const wgsl = () => {
@@ -1503,7 +1599,11 @@ function directGradWeight(geometry: ConvGeometry, tile: DirectWeightTile): ConvP
     const rowInside = (y: number) => (outH % rows === 0 ? "" : `oy0 + ${y}u < ${outH}u`);
     const colInside = (x: number) => (outW % cols === 0 ? "" : `ox0 + ${x}u < ${outW}u`);
     for (let o = 0; o < outChannels; o++) {
-      setup.push(`  let gradRow${o} = min(co0 + ${o}u, ${cout - 1}u) * ${outH * outW}u;`);
+      setup.push(
+        split
+          ? `  let gradRow${o} = (min(co0 + ${o}u, params.coEnd - 1u) - params.coStart) * ${outPlane}u;`
+          : `  let gradRow${o} = min(co0 + ${o}u, ${cout - 1}u) * ${outPlane}u;`,
+      );
       for (let y = 0; y < rows; y++) {
         for (let x = 0; x < cols; x++) {
           const inside = [rowInside(y), colInside(x)].filter(Boolean).join(" && ") || "true";
@@ -1516,19 +1616,24 @@ function directGradWeight(geometry: ConvGeometry, tile: DirectWeightTile): ConvP
       }
     }
     for (let i = 0; i < inChannels; i++) {
-      setup.push(`  let plane${i} = i32(min(ci0 + ${i}u, ${cin - 1}u) * ${height * width}u);`);
+      setup.push(
+        split
+          ? `  let plane${i} = i32((min(ci0 + ${i}u, params.ciEnd - 1u) - params.ciStart) * ${plane}u);`
+          : `  let plane${i} = i32(min(ci0 + ${i}u, ${cin - 1}u) * ${plane}u);`,
+      );
       const products: string[] = [];
       for (let o = 0; o < outChannels; o++) {
         for (let ky = 0; ky < kernel; ky++) {
           for (let kx = 0; kx < kernel; kx++) {
             const acc = `acc${o}_${i}_${ky}_${kx}`;
             accumulators.push(`  var ${acc} = 0.0;`);
-            stores.push(
-              `  if (co0 + ${o}u < ${cout}u && ci0 + ${i}u < ${cin}u) {\n` +
-                `    ${output}[((co0 + ${o}u) * ${cin * taps}u + (ci0 + ${i}u) * ${taps}u + ${
-                  ky * kernel + kx
-                }u) * ${partialCount}u + partial] = ${acc};\n  }`,
-            );
+            const at = `((co0 + ${o}u) * ${cin * taps}u + (ci0 + ${i}u) * ${taps}u + ${
+              ky * kernel + kx
+            }u) * ${partialCount}u + partial`;
+            const inRange = split
+              ? `co0 + ${o}u < params.coEnd && ci0 + ${i}u < params.ciEnd`
+              : `co0 + ${o}u < ${cout}u && ci0 + ${i}u < ${cin}u`;
+            stores.push(`  if (${inRange}) {\n${storeCode(output, at, acc, split)}\n  }`);
             for (let y = 0; y < rows; y++) {
               for (let x = 0; x < cols; x++) {
                 products.push(
@@ -1548,7 +1653,7 @@ ${products.join("\n")}
 ${readCode(gradOut, 0)}
 ${readCode(x, 1)}
 @group(0) @binding(2) var<storage, read_write> ${output}: array<f32>;
-${paramsCode(["gradOutBase", "xBase", "steps", "partialBase"], 3)}
+${paramsCode(["gradOutBase", "xBase", "steps", "partialBase", ...(split ? WEIGHT_SPLIT_FIELDS : [])], 3)}
 
 ${guardedLoad(gradOut)}
 ${guardedLoad(x)}
@@ -1556,11 +1661,16 @@ ${guardedLoad(x)}
 @compute @workgroup_size(${workgroup})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) tid: u32) {
   let lane = ${laneIndex(workgroup)};
-  if (lane >= ${lanes}u) { return; }
+  if (lane >= ${split ? "params.lanes" : `${lanes}u`}) { return; }
   let split = lane % ${splits}u;
   let block = lane / ${splits}u;
-  let co0 = (block / ${inBlocks}u) * ${outChannels}u;
-  let ci0 = (block % ${inBlocks}u) * ${inChannels}u;
+${
+      split
+        ? `  let co0 = params.coStart + (block / params.inBlocks) * ${outChannels}u;
+  let ci0 = params.ciStart + (block % params.inBlocks) * ${inChannels}u;`
+        : `  let co0 = (block / ${inBlocks}u) * ${outChannels}u;
+  let ci0 = (block % ${inBlocks}u) * ${inChannels}u;`
+    }
   let partial = params.partialBase + split;
 ${setup.join("\n")}
 ${accumulators.join("\n")}
@@ -1584,7 +1694,9 @@ ${stores.join("\n")}
   const partialKernel: ConvKernel = {
     key: `conv2d_grad_weight:${
       geometryKey(geometry)
-    }:direct${outChannels}x${inChannels}/${rows}x${cols}/${workgroup}/${splits}/${windowBytes}`,
+    }:direct${outChannels}x${inChannels}/${rows}x${cols}/${workgroup}/${splits}/${windowBytes}${
+      tile.channelSplit === false ? "/unsplit" : ""
+    }`,
     buffers: ["gradOut", "x", output],
     dispatches,
     wgsl,

@@ -423,6 +423,16 @@ Deno.test("conv2d direct plans: weights larger than a window are split by channe
   const gradInput = bindings(conv2dGradInputPlan(g, pixels), 1);
   assert.deepEqual(gradInput.weightT, Array(35).fill(["0+512", "0+512", "256+512"]).flat());
   assert.equal((gradInput.gradOut as string[]).length, 105);
+  // Weight gradient: one 63-float channel of gradOut and of x per dispatch (7 x 3 per sample), each
+  // sample's sums added to the earlier samples' (accumulate 1 from sample 1 on); one partial sum per split.
+  const gradWeight = conv2dGradWeightPlan(g, WINDOW_CASES[1].weights);
+  assert.equal(gradWeight.kernels[0].dispatches.length, 105);
+  assert.equal(gradWeight.scratch.partials, 16 * 189);
+  assert.deepEqual(
+    gradWeight.kernels[0].dispatches.slice(20, 22).map((d) => d.params!.slice(4)),
+    [[6, 7, 2, 3, 1, 16, 0], [0, 1, 0, 1, 1, 16, 1]],
+    "coStart, coEnd, ciStart, ciEnd, inBlocks, lanes, accumulate",
+  );
 });
 
 Deno.test("conv2d CPU tilings: the default network's 28x28 convolution is windowed and keeps both threads busy", () => {
