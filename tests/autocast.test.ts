@@ -4,20 +4,11 @@
  * through each kernel tiling (GEMM, direct from storage, direct through uniform windows).
  */
 import assert from "node:assert/strict";
-import {
-  conv2dForwardPlan,
-  conv2dGradInputPlan,
-  conv2dGradWeightPlan,
-  type ConvGeometry,
-  type DirectTile,
-  type DirectWeightTile,
-  type GemmTile,
-  outputSize,
-} from "../kernels/conv2d.ts";
+import type { ConvGeometry, DirectTile, DirectWeightTile, GemmTile } from "../kernels/conv2d.ts";
 import { autocast, autocastActive, toHalf } from "../src/ops/autocast.ts";
-import { conv2d, dispatchConvPlan } from "../src/ops/conv2d.ts";
+import { conv2d } from "../src/ops/conv2d.ts";
 import { Tape } from "../src/tensor/tape.ts";
-import { Tensor } from "../src/tensor/tensor.ts";
+import { assertPlansMatch } from "./conv_plan_check.ts";
 import { assertTensorClose, compare, Fixture, FORWARD, GRADIENT, setupGpu } from "./helpers.ts";
 
 Deno.test("toHalf rounds f32 to f16 bit for bit as torch's .half() (ties to even, subnormals, overflow)", async () => {
@@ -117,31 +108,7 @@ for (const name of ["large_s1", "large_s2"]) {
     };
     const operands = ["x", "weight", "up"].map((key) => f.tensor(key));
     const [x, weight, up] = operands.map(toHalf);
-    for (const [pixels, weights] of TILINGS) {
-      const what = `${name} with tiles ${JSON.stringify(pixels)} ${JSON.stringify(weights)}`;
-      const out = Tensor.empty([batch, cout, ...outputSize(geometry)], { name: `out ${what}` });
-      dispatchConvPlan(conv2dForwardPlan(geometry, pixels), {
-        x: x.buffer,
-        weight: weight.buffer,
-        out: out.buffer,
-      });
-      await assertTensorClose(out, f, "out", FORWARD);
-      const gradX = Tensor.empty(f.shape("x"), { name: `grad_x ${what}` });
-      dispatchConvPlan(conv2dGradInputPlan(geometry, pixels), {
-        gradOut: up.buffer,
-        weight: weight.buffer,
-        gradIn: gradX.buffer,
-      });
-      await assertTensorClose(gradX, f, "grad_x", GRADIENT);
-      const gradWeight = Tensor.empty(f.shape("weight"), { name: `grad_weight ${what}` });
-      dispatchConvPlan(conv2dGradWeightPlan(geometry, weights), {
-        gradOut: up.buffer,
-        x: x.buffer,
-        gradWeight: gradWeight.buffer,
-      });
-      await assertTensorClose(gradWeight, f, "grad_weight", GRADIENT);
-      for (const t of [out, gradX, gradWeight]) t.dispose();
-    }
+    for (const tiles of TILINGS) await assertPlansMatch(f, geometry, tiles, { x, weight, up });
     for (const t of [...operands, x, weight, up]) t.dispose();
   });
 }

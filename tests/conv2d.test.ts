@@ -14,6 +14,7 @@ import {
 import { conv2d, dispatchConvPlan } from "../src/ops/conv2d.ts";
 import { Tape } from "../src/tensor/tape.ts";
 import { Tensor } from "../src/tensor/tensor.ts";
+import { assertPlansMatch } from "./conv_plan_check.ts";
 import { assertClose, assertTensorClose, Fixture, FORWARD, GRADIENT, setupGpu } from "./helpers.ts";
 
 const CASES = [
@@ -174,29 +175,7 @@ for (const [name, tilings] of KERNEL_CASES) {
     const weight = f.tensor("weight");
     const up = f.tensor("up");
     for (const { pixels, weights } of tilings) {
-      const what = `${name} with tiles ${JSON.stringify(pixels)} ${JSON.stringify(weights)}`;
-      const out = Tensor.empty([batch, cout, ...outputSize(geometry)], { name: `out ${what}` });
-      dispatchConvPlan(conv2dForwardPlan(geometry, pixels), {
-        x: x.buffer,
-        weight: weight.buffer,
-        out: out.buffer,
-      });
-      await assertTensorClose(out, f, "out", FORWARD);
-      const gradX = Tensor.empty(x.shape, { name: `grad_x ${what}` });
-      dispatchConvPlan(conv2dGradInputPlan(geometry, pixels), {
-        gradOut: up.buffer,
-        weight: weight.buffer,
-        gradIn: gradX.buffer,
-      });
-      await assertTensorClose(gradX, f, "grad_x", GRADIENT);
-      const gradWeight = Tensor.empty(weight.shape, { name: `grad_weight ${what}` });
-      dispatchConvPlan(conv2dGradWeightPlan(geometry, weights), {
-        gradOut: up.buffer,
-        x: x.buffer,
-        gradWeight: gradWeight.buffer,
-      });
-      await assertTensorClose(gradWeight, f, "grad_weight", GRADIENT);
-      for (const t of [out, gradX, gradWeight]) t.dispose();
+      await assertPlansMatch(f, geometry, [pixels, weights], { x, weight, up });
     }
     for (const t of [x, weight, up]) t.dispose();
   });
