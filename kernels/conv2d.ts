@@ -947,6 +947,11 @@ function sampleGroups(batch: number, perSample: number[], windowBytes: number) {
   return { size: Math.ceil(batch / count), count, windowed };
 }
 
+/** Ranges of at most `fit` of `count` channels, as equal as possible: the length of each. */
+function balancedRange(count: number, fit: number): number {
+  return Math.ceil(count / Math.ceil(count / fit));
+}
+
 /**
  * How a pixel kernel reads the operand it reduces over by channel (x forward, gradOut for the input
  * gradient), `channels` planes of `plane` elements per sample: whole samples per window when one fits;
@@ -974,7 +979,7 @@ function reductionRead(
   if (groups.windowed[0]) return { read: windowedRead(name, total, groups.size * perSample, half), ...whole };
   const fit = tile.channelSplit === false ? 0 : Math.floor(windowCapacity(windowBytes) / plane);
   if (fit === 0) return { read: storageRead(name, total, half), ...whole };
-  const perDispatch = Math.ceil(channels / Math.ceil(channels / fit));
+  const perDispatch = balancedRange(channels, fit);
   return {
     read: windowedRead(name, total, perDispatch * plane, half),
     samplesPerDispatch: 1,
@@ -1510,8 +1515,7 @@ function weightChannelRanges(
   const outFit = Math.floor(capacity / (outH * outW));
   const inFit = Math.floor(capacity / (height * width));
   if (outFit === 0 || inFit === 0) return null;
-  const balanced = (channels: number, fit: number) => Math.ceil(channels / Math.ceil(channels / fit));
-  return { outChannels: balanced(cout, outFit), inChannels: balanced(cin, inFit) };
+  return { outChannels: balancedRange(cout, outFit), inChannels: balancedRange(cin, inFit) };
 }
 
 function directGradWeight(geometry: ConvGeometry, tile: DirectWeightTile): ConvPlan {
@@ -1531,10 +1535,15 @@ function directGradWeight(geometry: ConvGeometry, tile: DirectWeightTile): ConvP
   const groups = sampleGroups(batch, [outPerSample, inPerSample], windowBytes);
   const ranges = weightChannelRanges(geometry, tile);
   const split = ranges !== null;
-  let gradOut = groups.windowed[0]
+  // A split reads channel ranges of one sample; otherwise a window holds the sample group.
+  const gradOut = ranges
+    ? windowedRead("gradOut", batch * outPerSample, ranges.outChannels * outPlane, half)
+    : groups.windowed[0]
     ? windowedRead("gradOut", batch * outPerSample, groups.size * outPerSample, half)
     : storageRead("gradOut", batch * outPerSample, half);
-  let x = groups.windowed[1]
+  const x = ranges
+    ? windowedRead("x", batch * inPerSample, ranges.inChannels * plane, half)
+    : groups.windowed[1]
     ? windowedRead("x", batch * inPerSample, groups.size * inPerSample, half)
     : storageRead("x", batch * inPerSample, half);
   const partialCount = split ? splits : groups.count * splits;
@@ -1542,8 +1551,6 @@ function directGradWeight(geometry: ConvGeometry, tile: DirectWeightTile): ConvP
   const lanes = Math.ceil(cout / outChannels) * inBlocks * splits;
   const dispatches: ConvDispatch[] = [];
   if (ranges) {
-    gradOut = windowedRead("gradOut", batch * outPerSample, ranges.outChannels * outPlane, half);
-    x = windowedRead("x", batch * inPerSample, ranges.inChannels * plane, half);
     for (let sample = 0; sample < batch; sample++) {
       for (let co = 0; co < cout; co += ranges.outChannels) {
         const coEnd = Math.min(cout, co + ranges.outChannels);
