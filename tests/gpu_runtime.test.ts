@@ -124,3 +124,32 @@ Deno.test("gpu: a lost device surfaces as an error naming it, not a hang", async
   }).output();
   assert.match(new TextDecoder().decode(stdout), /GPU device lost .*restart it from the last checkpoint/);
 });
+
+Deno.test("gpu: with a Vulkan driver installed and no backend chosen, Vulkan is used and Mesa's GL driver is never loaded", async () => {
+  const script = `
+    import { initGpu } from "${new URL("../src/gpu/device.ts", import.meta.url).href}";
+    const { adapter } = await initGpu();
+    const maps = Deno.readTextFileSync("/proc/self/maps");
+    console.log(JSON.stringify({ backend: adapter.backend, gl: /dri\\/\\w+_dri\\.so|libEGL_mesa/.test(maps) }));`;
+  const env = { ...Deno.env.toObject() };
+  delete env.DENO_WEBGPU_BACKEND;
+  const { stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--ext=ts", script],
+    env,
+    clearEnv: true,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const report = JSON.parse(new TextDecoder().decode(stdout) || "null");
+  assert.ok(report, new TextDecoder().decode(stderr));
+  const vulkanInstalled = ["/etc/vulkan/icd.d", "/usr/local/share/vulkan/icd.d", "/usr/share/vulkan/icd.d"]
+    .some((dir) => {
+      try {
+        return Array.from(Deno.readDirSync(dir)).some((entry) => entry.name.endsWith(".json"));
+      } catch {
+        return false;
+      }
+    });
+  if (!vulkanInstalled) return assert.equal(report.backend, "auto");
+  assert.deepEqual(report, { backend: "vulkan", gl: false });
+});

@@ -9,7 +9,7 @@ export interface AdapterDescription {
   name: string;
   vendor: string;
   architecture: string;
-  /** "vulkan", "gl", ... as chosen by DENO_WEBGPU_BACKEND, or "auto" when wgpu picked. */
+  /** "vulkan", "gl", ... as chosen by DENO_WEBGPU_BACKEND (set by `preferVulkan` or the user), or "auto". */
   backend: string;
   isFallbackAdapter: boolean;
 }
@@ -95,11 +95,52 @@ function f16Missing(adapter: AdapterDescription): Error {
   );
 }
 
+/** Where the Vulkan loader looks for driver manifests on Linux unless VK_DRIVER_FILES names them. */
+const VULKAN_MANIFEST_DIRS = [
+  "/etc/vulkan/icd.d",
+  "/usr/local/share/vulkan/icd.d",
+  "/usr/share/vulkan/icd.d",
+];
+
+/**
+ * On Linux, picks the Vulkan backend when a Vulkan driver is installed and the user chose no backend.
+ * wgpu's automatic choice ends on Vulkan there anyway (lavapipe outruns GL's llvmpipe, README
+ * Performance), but first loads and initialises Mesa's GL driver through EGL as well: a second LLVM
+ * user with its own threads and exit handlers in the process. Returns the manifest that decided it.
+ */
+function preferVulkan(): string | undefined {
+  if (Deno.build.os !== "linux" || Deno.env.get("DENO_WEBGPU_BACKEND") !== undefined) return undefined;
+  const named = Deno.env.get("VK_DRIVER_FILES") ?? Deno.env.get("VK_ICD_FILENAMES");
+  const manifest = named ? named.split(":")[0] : firstManifest();
+  if (manifest) Deno.env.set("DENO_WEBGPU_BACKEND", "vulkan");
+  return manifest;
+}
+
+function firstManifest(): string | undefined {
+  for (const dir of VULKAN_MANIFEST_DIRS) {
+    try {
+      for (const entry of Deno.readDirSync(dir)) {
+        if (entry.name.endsWith(".json")) return `${dir}/${entry.name}`;
+      }
+    } catch {
+      // A missing folder, or no read permission: no manifest there as far as we can tell.
+    }
+  }
+  return undefined;
+}
+
 async function acquire(options: GpuOptions): Promise<Gpu> {
   if (!("gpu" in navigator) || !navigator.gpu) throw new Error(`spikegpu: ${NO_ADAPTER_HELP}`);
+  const vulkanManifest = preferVulkan();
   const adapter = await navigator.gpu.requestAdapter({
     powerPreference: options.powerPreference ?? "high-performance",
   });
+  if (!adapter && vulkanManifest) {
+    throw new Error(
+      `spikegpu: the Vulkan driver ${vulkanManifest} gave no WebGPU adapter; ` +
+        "set DENO_WEBGPU_BACKEND=gl to use GL instead",
+    );
+  }
   if (!adapter) throw new Error(`spikegpu: ${NO_ADAPTER_HELP}`);
   const info = adapter.info;
   const description: AdapterDescription = {
