@@ -206,7 +206,7 @@ function forwardCost(geometry: ConvGeometry, tile: DirectTile, threads: number):
   const [outH, outW] = outputSize(geometry);
   const taps = kernel * kernel;
   const x = reductionRead("x", [batch, cin, height * width], tile, false);
-  const weightRows = rowsPerWindow(cout, cin * taps, channels, windowBytes);
+  const weightRows = rowsPerWindow(cout, x.channelsPerDispatch * taps, channels, windowBytes);
   const patch = reached(rows, stride, kernel).length * reached(cols, stride, kernel).length;
   const accumulators = channels * rows * cols;
   const laneCost = x.channelsPerDispatch * (accumulators * taps + patch * loadCost(x.read.vec4s > 0) +
@@ -216,7 +216,13 @@ function forwardCost(geometry: ConvGeometry, tile: DirectTile, threads: number):
   const blocks = Math.ceil((weightRows || cout) / channels);
   const workgroups = Math.ceil(lanes / workgroup) * blocks;
   const passes = Math.ceil(batch / x.samplesPerDispatch) * Math.ceil(cin / x.channelsPerDispatch);
-  return passes * coWindows * dispatchCost(workgroups, workgroup, laneCost, threads);
+  const copy = x.split && weightRows ? weightCopyCost(geometry, threads) : 0;
+  return copy + passes * coWindows * dispatchCost(workgroups, workgroup, laneCost, threads);
+}
+
+/** Writing the blocked weight copy: a load and a store per weight. */
+function weightCopyCost({ cin, cout, kernel }: ConvGeometry, threads: number): number {
+  return COST.dispatch + (cout * cin * kernel * kernel * 2 * COST.storageAccess) / threads;
 }
 
 function gradInputCost(geometry: ConvGeometry, tile: DirectTile, threads: number): number {
@@ -226,13 +232,11 @@ function gradInputCost(geometry: ConvGeometry, tile: DirectTile, threads: number
   const gradOut = reductionRead("gradOut", [batch, cout, outH * outW], tile, false);
   const passes = Math.ceil(batch / gradOut.samplesPerDispatch) *
     Math.ceil(cout / gradOut.channelsPerDispatch);
-  const weightRows = rowsPerWindow(cin, cout * kernel * kernel, channels, windowBytes);
+  const weightRows = rowsPerWindow(cin, gradOut.channelsPerDispatch * kernel * kernel, channels, windowBytes);
   const ciWindows = weightRows ? Math.ceil(cin / weightRows) : 1;
   const blocks = Math.ceil((weightRows || cin) / channels);
   const accumulators = channels * rows * cols;
-  let cost = weightRows
-    ? COST.dispatch + (cout * cin * kernel * kernel * 2 * COST.storageAccess) / threads
-    : 0;
+  let cost = weightRows ? weightCopyCost(geometry, threads) : 0;
   for (let py = 0; py < stride; py++) {
     for (let px = 0; px < stride; px++) {
       const phaseRows = phase(py, height, kernel, stride, pad);
@@ -1096,19 +1100,23 @@ function directForward(geometry: ConvGeometry, tile: DirectTile): ConvPlan {
   const plane = height * width;
   const reduction = reductionRead("x", [batch, cin, plane], tile, half);
   const { read: x, split } = reduction;
-  const weightRows = rowsPerWindow(cout, cin * taps, channels, windowBytes);
+  const block = reduction.channelsPerDispatch;
+  const weightRows = rowsPerWindow(cout, block * taps, channels, windowBytes);
+  // A split reduction reads its range's weights from the blocked copy, so that a window holds many rows.
+  const blocked = split && weightRows > 0;
+  const weightTotal = blocked ? blockedWeightSize(cout, cin, block, taps) : cout * cin * taps;
   const weight = weightRows
-    ? windowedRead("weight", cout * cin * taps, weightRows * cin * taps, half)
-    : storageRead("weight", cout * cin * taps, half);
+    ? windowedRead("weight", weightTotal, weightRows * block * taps, half && !blocked)
+    : storageRead("weight", weightTotal, half);
   const outChannelsPerDispatch = weightRows || cout;
   const dispatches: ConvDispatch[] = [];
   for (let s0 = 0; s0 < batch; s0 += reduction.samplesPerDispatch) {
     const samples = Math.min(reduction.samplesPerDispatch, batch - s0);
-    for (let ci0 = 0; ci0 < cin; ci0 += reduction.channelsPerDispatch) {
+    for (let ci0 = 0; ci0 < cin; ci0 += block) {
       const xWindow = windowAt(x, s0 * inPerSample + ci0 * plane);
-      const range = split ? [ci0, Math.min(cin, ci0 + reduction.channelsPerDispatch), ci0 > 0 ? 1 : 0] : [];
+      const range = split ? [ci0, Math.min(cin, ci0 + block), ci0 > 0 ? 1 : 0] : [];
       for (let co0 = 0; co0 < cout; co0 += outChannelsPerDispatch) {
-        const weightWindow = windowAt(weight, co0 * cin * taps);
+        const weightWindow = windowAt(weight, blocked ? (ci0 * cout + co0 * block) * taps : co0 * cin * taps);
         const blocks = Math.ceil(Math.min(outChannelsPerDispatch, cout - co0) / channels);
         dispatches.push({
           ranges: [xWindow.range, weightWindow.range, undefined],
@@ -1128,7 +1136,7 @@ function directForward(geometry: ConvGeometry, tile: DirectTile): ConvPlan {
     for (let m = 0; m < channels; m++) {
       weightRowsCode.push(
         `  let weightRow${m} = params.weightBase + (min(co0 + ${m}u, ${cout - 1}u) - params.coBase) * ${
-          cin * taps
+          (blocked ? block : cin) * taps
         }u;`,
       );
       for (let ky = 0; ky < kernel; ky++) {
@@ -1201,7 +1209,7 @@ ${accumulators.join("\n")}
   ${channelLoop("ci", cin, split)} {
     let plane = samplePlane + i32(${split ? "(ci - params.ciStart)" : "ci"} * ${plane}u);
 ${patchLoads("in", "loadX", patchRows, patchCols, "plane", "    ")}
-    let tapBase = ci * ${taps}u;
+    let tapBase = ${blocked ? "(ci - params.ciStart)" : "ci"} * ${taps}u;
 ${products.join("\n")}
   }
   let outBase = (params.sampleBase + sample) * ${cout * outH * outW}u + co0 * ${
@@ -1211,50 +1219,73 @@ ${stores.join("\n")}
 }
 `;
   };
-  return {
-    scratch: {},
-    kernels: [{
-      key: `conv2d_forward:${
-        geometryKey(geometry)
-      }:direct${channels}/${rows}x${cols}/${workgroup}/${windowBytes}${splitKey(tile)}`,
-      buffers: ["x", "weight", "out"],
-      dispatches,
-      wgsl,
-    }],
+  const forward: ConvKernel = {
+    key: `conv2d_forward:${
+      geometryKey(geometry)
+    }:direct${channels}/${rows}x${cols}/${workgroup}/${windowBytes}${splitKey(tile)}`,
+    buffers: ["x", blocked ? "weightBlocks" : "weight", "out"],
+    dispatches,
+    wgsl,
   };
+  return blocked
+    ? {
+      scratch: { weightBlocks: weightTotal },
+      kernels: [blockedWeightKernel(geometry, block, false), forward],
+    }
+    : { scratch: {}, kernels: [forward] };
 }
 
-/** `weightT[ci, co, tap] = weight[co, ci, tap]` (f32 also from f16 weights): roles weight, weightT. */
-function transposeWeightKernel(geometry: ConvGeometry): ConvKernel {
+/** Elements of the blocked weight copy: `rows` x `block` x `taps` per range of `block` reduced channels. */
+function blockedWeightSize(rows: number, reduced: number, block: number, taps: number): number {
+  return Math.ceil(reduced / block) * rows * block * taps;
+}
+
+/**
+ * The f32 copy of the weights (also from f16 weights) that a kernel reducing over ranges of `block`
+ * channels reads through windows: per range, one row per output channel of the kernel (cout forward, cin
+ * for the input gradient, `transposed`), each holding the range's `block` reduced channels x taps, so a
+ * range's weights for many rows are one window. Channels past the last are zero. Roles weight, weightBlocks.
+ */
+function blockedWeightKernel(geometry: ConvGeometry, block: number, transposed: boolean): ConvKernel {
   const { cin, cout, kernel } = geometry;
   const taps = kernel * kernel;
-  const total = cout * cin * taps;
+  const [rows, reduced] = transposed ? [cin, cout] : [cout, cin];
+  const total = blockedWeightSize(rows, reduced, block, taps);
   const grid = gridFor(total);
   const half = geometry.halfOperands ?? false;
+  // weight[co, ci, tap] with (row, reduced channel) = (ci, co) when transposed, else (co, ci).
+  const source = transposed ? `(channel * ${cin}u + row)` : `(row * ${cin}u + channel)`;
   return {
-    key: `conv2d_transpose_weight:${cout}x${cin}x${taps}${half ? ":f16" : ""}`,
-    buffers: ["weight", "weightT"],
+    key: `conv2d_blocked_weight:${cout}x${cin}x${taps}:${transposed ? "t" : "n"}${block}${
+      half ? ":f16" : ""
+    }`,
+    buffers: ["weight", "weightBlocks"],
     dispatches: [{ ranges: [undefined, undefined], workgroups: [...grid.workgroups, 1] }],
     wgsl: () => `
-${readCode(storageRead("weight", total, half), 0)}
-@group(0) @binding(1) var<storage, read_write> weightT: array<f32>;
+${readCode(storageRead("weight", cout * cin * taps, half), 0)}
+@group(0) @binding(1) var<storage, read_write> weightBlocks: array<f32>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3u) {
   let i = gid.x + gid.y * ${grid.rowStride}u;
   if (i >= ${total}u) { return; }
   let tap = i % ${taps}u;
-  let co = (i / ${taps}u) % ${cout}u;
-  let ci = i / ${cout * taps}u;
-  weightT[i] = readWeight((co * ${cin}u + ci) * ${taps}u + tap);
+  let local = (i / ${taps}u) % ${block}u;
+  let row = (i / ${block * taps}u) % ${rows}u;
+  let channel = (i / ${rows * block * taps}u) * ${block}u + local;
+  if (channel >= ${reduced}u) {
+    weightBlocks[i] = 0.0;
+    return;
+  }
+  weightBlocks[i] = readWeight(${source} * ${taps}u + tap);
 }
 `,
   };
 }
 
 /**
- * Windowed weights are read transposed (`weightT`, input channel major), so the weights of a range of input
- * channels are one window.
+ * Windowed weights are read from the blocked, transposed copy (`weightBlocks`, input channel major within
+ * each range of output channels), so the weights of a range of input channels are one window.
  */
 function directGradInput(geometry: ConvGeometry, tile: DirectTile): ConvPlan {
   const { batch, cin, cout, height, width, kernel, stride, pad } = geometry;
@@ -1267,16 +1298,17 @@ function directGradInput(geometry: ConvGeometry, tile: DirectTile): ConvPlan {
   const outPlane = outH * outW;
   const reduction = reductionRead("gradOut", [batch, cout, outPlane], tile, half);
   const { read: gradOut, split } = reduction;
-  const weightRows = rowsPerWindow(cin, cout * taps, channels, windowBytes);
-  // Windowed weights are the f32 transposed copy.
+  const block = reduction.channelsPerDispatch;
+  const weightRows = rowsPerWindow(cin, block * taps, channels, windowBytes);
+  const weightTotal = weightRows ? blockedWeightSize(cin, cout, block, taps) : cout * cin * taps;
   const weight = weightRows
-    ? windowedRead("weight", cout * cin * taps, weightRows * cout * taps)
-    : storageRead("weight", cout * cin * taps, half);
+    ? windowedRead("weight", weightTotal, weightRows * block * taps)
+    : storageRead("weight", weightTotal, half);
   const inChannelsPerDispatch = weightRows || cin;
-  // Element (ci, co, tap) of the weights is at ci * rowStride + co * coStride + tap.
-  const rowStride = weightRows ? cout * taps : taps;
+  // Element (ci, co, tap) of the weights is at ci * rowStride + co * coStride + tap (in its range's block).
+  const rowStride = weightRows ? block * taps : taps;
   const coStride = weightRows ? taps : cin * taps;
-  const kernels: ConvKernel[] = weightRows ? [transposeWeightKernel(geometry)] : [];
+  const kernels: ConvKernel[] = weightRows ? [blockedWeightKernel(geometry, block, true)] : [];
   for (let py = 0; py < stride; py++) {
     for (let px = 0; px < stride; px++) {
       const phaseRows = phase(py, height, kernel, stride, pad);
@@ -1297,7 +1329,10 @@ function directGradInput(geometry: ConvGeometry, tile: DirectTile): ConvPlan {
             ? [co0, Math.min(cout, co0 + reduction.channelsPerDispatch), co0 > 0 ? 1 : 0]
             : [];
           for (let ci0 = 0; ci0 < cin; ci0 += inChannelsPerDispatch) {
-            const weightWindow = windowAt(weight, ci0 * rowStride);
+            const weightWindow = windowAt(
+              weight,
+              weightRows ? (co0 * cin + ci0 * block) * taps : ci0 * rowStride,
+            );
             const blocks = Math.ceil(Math.min(inChannelsPerDispatch, cin - ci0) / channels);
             dispatches.push({
               ranges: [gradWindow.range, weightWindow.range, undefined],
@@ -1357,7 +1392,7 @@ ${weightRowsCode.join("\n")}
   ${channelLoop("co", cout, split)} {
     let plane = samplePlane + i32(${split ? "(co - params.coStart)" : "co"} * ${outPlane}u);
 ${patchLoads("g", "loadGradOut", patchRows, patchCols, "plane", "    ")}
-    let tapBase = co * ${coStride}u;
+    let tapBase = ${weightRows && split ? "(co - params.coStart)" : "co"} * ${coStride}u;
 ${products.join("\n")}
   }`;
         return `
@@ -1400,13 +1435,13 @@ ${stores.join("\n")}
         key: `conv2d_grad_input:${
           geometryKey(geometry)
         }:phase${py},${px}:direct${channels}/${rows}x${cols}/${workgroup}/${windowBytes}${splitKey(tile)}`,
-        buffers: ["gradOut", weightRows ? "weightT" : "weight", "gradIn"],
+        buffers: ["gradOut", weightRows ? "weightBlocks" : "weight", "gradIn"],
         dispatches,
         wgsl,
       });
     }
   }
-  return { scratch: weightRows ? { weightT: cout * cin * taps } : {}, kernels };
+  return { scratch: weightRows ? { weightBlocks: weightTotal } : {}, kernels };
 }
 
 const ZERO_WORKGROUP = 64;

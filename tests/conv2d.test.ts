@@ -362,16 +362,19 @@ Deno.test("conv2d direct plans: window placement of the first window case", () =
   assert.equal(reduce.at(-1), "9472+2048");
   // Input gradient: a sample of gradOut (7 channels of 63 floats) does not fit a 1 KiB window (193 floats
   // from any start), 3 channels do: each dispatch reduces over channels 0-2, 3-5 or 6 of one sample and
-  // adds to what the earlier ranges stored. The transposed weights are one window.
+  // adds to what the earlier ranges stored. The blocked, transposed weights hold 3 ranges of 3 input
+  // channels x 3 output channels x 9 taps (243 floats, 1,024 bytes pooled): a range's are one window, the
+  // last two moved back to end with the buffer.
   const gradInput = conv2dGradInputPlan(g, pixels);
-  assert.deepEqual(gradInput.kernels.map((k) => k.buffers), [["weight", "weightT"], [
+  assert.equal(gradInput.scratch.weightBlocks, 243);
+  assert.deepEqual(gradInput.kernels.map((k) => k.buffers), [["weight", "weightBlocks"], [
     "gradOut",
-    "weightT",
+    "weightBlocks",
     "gradIn",
   ]]);
   const placement = bindings(gradInput, 1);
   assert.equal(placement.gradIn, "storage");
-  assert.deepEqual(placement.weightT, Array(15).fill("0+768"));
+  assert.deepEqual(placement.weightBlocks, Array(5).fill(["0+768", "256+768", "256+768"]).flat());
   // Sample 0's ranges start at elements 0, 189, 378 (bytes 0, 756, 1512), sample 1's at 441 (1764).
   assert.deepEqual((placement.gradOut as string[]).slice(0, 4), [
     "0+1024",
@@ -385,23 +388,28 @@ Deno.test("conv2d direct plans: window placement of the first window case", () =
 
 Deno.test("conv2d direct plans: weights larger than a window are split by channel ranges", () => {
   const { geometry: g, pixels } = WINDOW_CASES[1];
-  // 27 floats per output channel, 2 channels per 512-byte window: 4 windows, the last moved back to end
-  // with the 768-byte buffer. A 512-byte window holds one 63-float channel of x (65 floats from any
-  // start), so each sample's 3 channels take 3 passes over the 4 weight windows.
-  const forward = bindings(conv2dForwardPlan(g, pixels), 0);
-  assert.deepEqual(forward.weight, Array(15).fill(["0+512", "0+512", "256+512", "256+512"]).flat());
-  assert.deepEqual((forward.x as string[]).filter((_, i) => i % 4 === 0).slice(0, 4), [
-    "0+512",
-    "0+512",
-    "256+512",
-    "512+512",
-  ]);
+  // A 512-byte window holds one 63-float channel of x (65 floats from any start), so each sample's 3
+  // channels take 3 passes. Each pass reads its input channel's weights from the blocked copy (per input
+  // channel, 7 output channels x 9 taps): all 7 output channels in one window, where the unblocked
+  // weights (27 floats per output channel) would take 4 windows per pass.
+  const forwardPlan = conv2dForwardPlan(g, pixels);
+  assert.deepEqual(forwardPlan.kernels.map((k) => k.buffers), [["weight", "weightBlocks"], [
+    "x",
+    "weightBlocks",
+    "out",
+  ]]);
+  const forward = bindings(forwardPlan, 1);
+  assert.deepEqual(forward.weightBlocks, Array(5).fill(["0+512", "0+512", "256+512"]).flat());
+  assert.deepEqual((forward.x as string[]).slice(0, 4), ["0+512", "0+512", "256+512", "512+512"]);
   assert.equal(forward.out, "storage");
-  // Transposed, 63 floats per input channel: one input channel per window, for each of the 7 channel
-  // passes of each sample's gradOut.
+  // Blocked and transposed, 27 floats per output channel (3 input channels x 9 taps): one window per
+  // channel of gradOut, 7 passes per sample.
   const gradInput = bindings(conv2dGradInputPlan(g, pixels), 1);
-  assert.deepEqual(gradInput.weightT, Array(35).fill(["0+512", "0+512", "256+512"]).flat());
-  assert.equal((gradInput.gradOut as string[]).length, 105);
+  assert.deepEqual(
+    gradInput.weightBlocks,
+    Array(5).fill(["0+512", "0+512", "0+512", "256+512", "256+512", "256+512", "256+512"]).flat(),
+  );
+  assert.equal((gradInput.gradOut as string[]).length, 35);
   // Weight gradient: one 63-float channel of gradOut and of x per dispatch (7 x 3 per sample), each
   // sample's sums added to the earlier samples' (accumulate 1 from sample 1 on); one partial sum per split.
   const gradWeight = conv2dGradWeightPlan(g, WINDOW_CASES[1].weights);
