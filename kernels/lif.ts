@@ -2,7 +2,8 @@
  * The multi-step LIF neuron (SPEC §2) as one kernel per direction: each invocation owns one neuron and
  * runs its whole time loop in registers. The forward saves the membrane before firing, u_t, for every
  * step (the spike s_t = H(u_t - theta) is recomputed from it), so the backward needs nothing else and
- * can walk t = T..1 reading one saved value and one incoming gradient per step.
+ * can walk t = T..1 reading one saved value and one incoming gradient per step. After a fused batch
+ * norm, whose input the backward keeps anyway, the backward recomputes u_t instead (up to 16 steps).
  */
 import type { Kernel } from "../src/gpu/kernels.ts";
 import { channelRun, f32, gridFor, WORKGROUP_SIZE } from "./common.ts";
@@ -194,6 +195,81 @@ ${
         saveMembrane,
       )
     }
+  }
+}
+`,
+  };
+}
+
+/**
+ * Most time steps for which `lifNormalizedBackwardKernel` recomputes the membrane instead of reading a
+ * saved one: its time loops are unrolled, one register per step.
+ */
+export const MAX_RECOMPUTED_STEPS = 16;
+
+/**
+ * The backward of the fused batch norm + LIF forward without a saved membrane: each neuron first runs the
+ * forward again from `x`, the batch norm's `stats` (and the residual), with the forward's expressions, to
+ * get u_t for every step, then walks back through time as `lifBackwardKernel` does. That spares the
+ * (T*B, C, H, W) membrane a training step would otherwise keep from the forward to the backward, for two
+ * reads per value that are cheap next to the convolutions. Bindings: x, stats[, residual], grad_spikes,
+ * grad_x.
+ */
+export function lifNormalizedBackwardKernel(spec: LifSpec, input: NormalizedInput): LifKernel {
+  const n = spec.neurons;
+  const T = spec.steps;
+  const { channels: C, spatial: S, residual } = input;
+  if (n % (C * S) !== 0) {
+    throw new Error(`lif: ${n} neurons per step are not whole samples of ${C} channels x ${S} values`);
+  }
+  if (T > MAX_RECOMPUTED_STEPS) {
+    throw new Error(`lif: the recomputing backward unrolls at most ${MAX_RECOMPUTED_STEPS} steps, got ${T}`);
+  }
+  const run = channelRun(S);
+  const runs = n / run;
+  const grid = gridFor(runs);
+  const inputs = ["x", "stats", ...(residual ? ["residual"] : []), "grad_spikes"];
+  const declarations = [...inputs, "grad_x"].map((name, i) => {
+    const access = i < inputs.length ? "read" : "read_write";
+    return `@group(0) @binding(${i}) var<storage, ${access}> ${name}: array<f32>;`;
+  });
+  const value = (t: number) => `(x[i${t}] * scale + shift${residual ? ` + residual[i${t}]` : ""})`;
+  const forward: string[] = [];
+  const backward: string[] = [];
+  for (let t = 0; t < T; t++) {
+    forward.push(`    let i${t} = ${t * n}u + neuron;
+    let u${t} = ${f32(spec.tau)} * m + ${value(t)};
+    m = u${t} * (1.0 - fire(u${t}));`);
+  }
+  for (let t = T - 1; t >= 0; t--) {
+    backward.push(`    {
+      let sg = surrogate_grad(u${t} - ${f32(spec.threshold)});
+      let grad_u = grad_spikes[i${t}] * sg + grad_m * ((1.0 - fire(u${t})) - u${t} * sg);
+      grad_x[i${t}] = grad_u;
+      grad_m = ${f32(spec.tau)} * grad_u;
+    }`);
+  }
+  return {
+    key: `lif_bn_backward:${specKey(spec)}:${C}x${S}${residual ? ":residual" : ""}`,
+    workgroups: grid.workgroups,
+    wgsl: () => `
+${declarations.join("\n")}
+${fireWGSL(spec)}
+${surrogateWGSL(spec.surrogate)}
+
+@compute @workgroup_size(${WORKGROUP_SIZE})
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let r = gid.x + gid.y * ${grid.rowStride}u;
+  if (r >= ${runs}u) { return; }
+  let base = r * ${run}u;
+  let c = (base / ${S}u) % ${C}u;
+  let scale = stats[${2 * C}u + c];
+  let shift = stats[${3 * C}u + c];
+  for (var neuron = base; neuron < base + ${run}u; neuron++) {
+    var m = 0.0;
+${forward.join("\n")}
+    var grad_m = 0.0;
+${backward.join("\n")}
   }
 }
 `,

@@ -5,6 +5,8 @@
 import assert from "node:assert/strict";
 import { Rng } from "../src/data/rng.ts";
 import { batchNorm, type BatchNormOptions, type BatchNormState } from "../src/ops/batch_norm.ts";
+import { MAX_RECOMPUTED_STEPS } from "../kernels/lif.ts";
+import { poolStats, roundedSize } from "../src/gpu/pool.ts";
 import { batchNormLif } from "../src/ops/batch_norm_lif.ts";
 import { add } from "../src/ops/elementwise.ts";
 import { lif, type LifOptions } from "../src/ops/lif.ts";
@@ -25,6 +27,8 @@ const CASES: Case[] = [
   { label: "T=3, 2-D, training", shape: [6, 3, 4, 5], T: 3, residual: false, training: true },
   { label: "T=2, 2-D, residual, training", shape: [8, 4, 3, 3], T: 2, residual: true, training: true },
   { label: "T=3, BatchNorm1d, residual, evaluation", shape: [6, 5], T: 3, residual: true, training: false },
+  // Past MAX_RECOMPUTED_STEPS the forward saves the membrane instead of the backward recomputing it.
+  { label: "T=17, 2-D, residual, training", shape: [34, 3, 2, 3], T: 17, residual: true, training: true },
 ];
 
 function values(rng: Rng, count: number, low: number, high: number): Float32Array {
@@ -57,14 +61,17 @@ async function run(c: Case, fused: boolean) {
   const bnOptions: BatchNormOptions = { training: c.training, momentum: 0.1, eps: 1e-5 };
   const lifOptions: LifOptions = { T: c.T, tau: 0.5, threshold: 1, surrogate: "dspike" };
   const tape = new Tape();
+  const before = poolStats().bytesInUse;
   const spikes = tape.run(() => {
     if (fused) return batchNormLif(x, bn, bnOptions, lifOptions, residual);
     const y = batchNorm(x, bn, bnOptions);
     return lif(residual ? add(y, residual) : y, lifOptions);
   });
+  const forwardBytes = poolStats().bytesInUse - before;
   tape.backward(spikes, up);
   const read = (t: Tensor | null) => t!.readFloat();
   const result = {
+    forwardBytes,
     spikes: await spikes.readFloat(),
     runningMean: await read(bn.runningMean),
     runningVar: await read(bn.runningVar),
@@ -93,6 +100,12 @@ for (const c of CASES) {
       assertClose(fused[key], separate[key], GRADIENT, key);
     }
     assert.ok(separate.gradX.some((v) => v !== 0), "the surrogate passes some gradient");
+    // Between forward and backward the fused op keeps the spikes and small per-channel statistics, plus
+    // the membrane (as large as the spikes) only when T is too long for the backward to recompute it.
+    const tensorBytes = roundedSize(4 * c.shape.reduce((a, b) => a * b));
+    const statisticsBytes = roundedSize(4 * 4 * c.shape[1]);
+    const kept = (c.T > MAX_RECOMPUTED_STEPS ? 2 : 1) * tensorBytes + statisticsBytes;
+    assert.equal(fused.forwardBytes, kept, "bytes the forward keeps for the backward");
   });
 }
 

@@ -4,7 +4,12 @@
  * the normalised tensor (and the sum with the residual) is never stored: on software adapters, where every
  * storage access costs a per-lane loop, that is two to four full-tensor passes fewer per layer.
  */
-import { lifBackwardKernel, lifNormalizedForwardKernel } from "../../kernels/lif.ts";
+import {
+  lifBackwardKernel,
+  lifNormalizedBackwardKernel,
+  lifNormalizedForwardKernel,
+  MAX_RECOMPUTED_STEPS,
+} from "../../kernels/lif.ts";
 import { dispatch } from "../gpu/kernels.ts";
 import { currentTape, record } from "../tensor/tape.ts";
 import { Tensor } from "../tensor/tensor.ts";
@@ -39,20 +44,28 @@ export function batchNormLif(
   const inputs = [x, state.weight, state.bias, ...(residual ? [residual] : [])];
   const needsGrad = currentTape() !== undefined && inputs.some((t) => t.requiresGrad);
   const spikes = Tensor.empty(x.shape, { name: `${x.name}_spikes` });
-  const forward = lifNormalizedForwardKernel(spec, { channels, spatial, residual: !!residual }, needsGrad);
+  const normalized = { channels, spatial, residual: !!residual };
+  // The backward gets the membrane u_t by running the neurons again from x, the statistics and the
+  // residual, which it keeps anyway, unless T is too long to unroll; then the forward saves it.
+  const saveMembrane = needsGrad && spec.steps > MAX_RECOMPUTED_STEPS;
+  const forward = lifNormalizedForwardKernel(spec, normalized, saveMembrane);
   const operands = [x, statistics.stats, ...(residual ? [residual] : []), spikes];
+  const membrane = saveMembrane ? Tensor.empty(x.shape, { name: `${x.name}_membrane` }) : undefined;
+  dispatch(forward, [...operands, ...(membrane ? [membrane] : [])].map((t) => t.buffer), forward.workgroups);
   if (!needsGrad) {
-    dispatch(forward, operands.map((t) => t.buffer), forward.workgroups);
     statistics.stats.dispose();
     return spikes;
   }
-  // The membrane before firing, u_t, is all the LIF backward reads.
-  const membrane = Tensor.empty(x.shape, { name: `${x.name}_membrane` });
-  dispatch(forward, [...operands, membrane].map((t) => t.buffer), forward.workgroups);
   return record(spikes, inputs, (gradSpikes) => {
     const gradInput = Tensor.empty(x.shape, { name: `${x.name}_lif_grad` });
-    const backward = lifBackwardKernel(spec);
-    dispatch(backward, [membrane.buffer, gradSpikes.buffer, gradInput.buffer], backward.workgroups);
+    if (membrane) {
+      const backward = lifBackwardKernel(spec);
+      dispatch(backward, [membrane.buffer, gradSpikes.buffer, gradInput.buffer], backward.workgroups);
+    } else {
+      const backward = lifNormalizedBackwardKernel(spec, normalized);
+      const sources = [x, statistics.stats, ...(residual ? [residual] : []), gradSpikes, gradInput];
+      dispatch(backward, sources.map((t) => t.buffer), backward.workgroups);
+    }
     const grads = batchNormBackward(x, state, statistics, bnOptions.training, gradInput);
     return residual ? [...grads, gradInput] : grads;
   });
