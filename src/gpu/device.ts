@@ -96,7 +96,7 @@ function f16Missing(adapter: AdapterDescription): Error {
 }
 
 /** Where the Vulkan loader looks for driver manifests on Linux unless VK_DRIVER_FILES names them. */
-const VULKAN_MANIFEST_DIRS = [
+export const VULKAN_MANIFEST_DIRS = [
   "/etc/vulkan/icd.d",
   "/usr/local/share/vulkan/icd.d",
   "/usr/share/vulkan/icd.d",
