@@ -145,6 +145,22 @@ export interface NormalizedInput {
 }
 
 /**
+ * The fused kernels' work split: each invocation runs `run` consecutive neurons of one channel (a
+ * channel's scale and shift are loaded once per run).
+ */
+function channelRuns(spec: LifSpec, { channels, spatial }: NormalizedInput) {
+  const n = spec.neurons;
+  if (n % (channels * spatial) !== 0) {
+    throw new Error(
+      `lif: ${n} neurons per step are not whole samples of ${channels} channels x ${spatial} values`,
+    );
+  }
+  const run = channelRun(spatial);
+  const runs = n / run;
+  return { run, runs, grid: gridFor(runs) };
+}
+
+/**
  * Batch norm's affine step (and a residual add) fused into the LIF forward: the neurons' input is
  * `x * scale[c] + shift[c] (+ residual)`, with scale and shift rows 2 and 3 of the batch norm's
  * per-channel `stats` (4 x channels), computed exactly as the separate kernels would, so spikes and
@@ -156,14 +172,8 @@ export function lifNormalizedForwardKernel(
   input: NormalizedInput,
   saveMembrane: boolean,
 ): LifKernel {
-  const n = spec.neurons;
   const { channels: C, spatial: S, residual } = input;
-  if (n % (C * S) !== 0) {
-    throw new Error(`lif: ${n} neurons per step are not whole samples of ${C} channels x ${S} values`);
-  }
-  const run = channelRun(S);
-  const runs = n / run;
-  const grid = gridFor(runs);
+  const { run, runs, grid } = channelRuns(spec, input);
   const bindings = ["x", "stats", ...(residual ? ["residual"] : []), "spikes"];
   if (saveMembrane) bindings.push("membrane");
   const declarations = bindings.map((name, i) => {
@@ -219,15 +229,10 @@ export function lifNormalizedBackwardKernel(spec: LifSpec, input: NormalizedInpu
   const n = spec.neurons;
   const T = spec.steps;
   const { channels: C, spatial: S, residual } = input;
-  if (n % (C * S) !== 0) {
-    throw new Error(`lif: ${n} neurons per step are not whole samples of ${C} channels x ${S} values`);
-  }
   if (T > MAX_RECOMPUTED_STEPS) {
     throw new Error(`lif: the recomputing backward unrolls at most ${MAX_RECOMPUTED_STEPS} steps, got ${T}`);
   }
-  const run = channelRun(S);
-  const runs = n / run;
-  const grid = gridFor(runs);
+  const { run, runs, grid } = channelRuns(spec, input);
   const inputs = ["x", "stats", ...(residual ? ["residual"] : []), "grad_spikes"];
   const declarations = [...inputs, "grad_x"].map((name, i) => {
     const access = i < inputs.length ? "read" : "read_write";
