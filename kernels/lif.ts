@@ -157,7 +157,21 @@ function channelRuns(spec: LifSpec, { channels, spatial }: NormalizedInput) {
   }
   const run = channelRun(spatial);
   const runs = n / run;
-  return { run, runs, grid: gridFor(runs) };
+  const grid = gridFor(runs);
+  // WGSL opening the loop over the invocation's neurons, with its channel's scale and shift loaded.
+  const runLoop = `  let r = gid.x + gid.y * ${grid.rowStride}u;
+  if (r >= ${runs}u) { return; }
+  let base = r * ${run}u;
+  let c = (base / ${spatial}u) % ${channels}u;
+  let scale = stats[${2 * channels}u + c];
+  let shift = stats[${3 * channels}u + c];
+  for (var neuron = base; neuron < base + ${run}u; neuron++) {`;
+  return { grid, runLoop };
+}
+
+/** WGSL of the neurons' input at flat index `i`: the normalised x, plus the residual when there is one. */
+function normalizedValue(i: string, residual: boolean): string {
+  return residual ? `(x[${i}] * scale + shift + residual[${i}])` : `(x[${i}] * scale + shift)`;
 }
 
 /**
@@ -173,7 +187,7 @@ export function lifNormalizedForwardKernel(
   saveMembrane: boolean,
 ): LifKernel {
   const { channels: C, spatial: S, residual } = input;
-  const { run, runs, grid } = channelRuns(spec, input);
+  const { grid, runLoop } = channelRuns(spec, input);
   const bindings = ["x", "stats", ...(residual ? ["residual"] : []), "spikes"];
   if (saveMembrane) bindings.push("membrane");
   const declarations = bindings.map((name, i) => {
@@ -191,17 +205,11 @@ ${fireWGSL(spec)}
 
 @compute @workgroup_size(${WORKGROUP_SIZE})
 fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let r = gid.x + gid.y * ${grid.rowStride}u;
-  if (r >= ${runs}u) { return; }
-  let base = r * ${run}u;
-  let c = (base / ${S}u) % ${C}u;
-  let scale = stats[${2 * C}u + c];
-  let shift = stats[${3 * C}u + c];
-  for (var neuron = base; neuron < base + ${run}u; neuron++) {
+${runLoop}
 ${
       neuronTimeLoop(
         spec,
-        residual ? "(x[i] * scale + shift + residual[i])" : "(x[i] * scale + shift)",
+        normalizedValue("i", residual),
         saveMembrane,
       )
     }
@@ -232,18 +240,17 @@ export function lifNormalizedBackwardKernel(spec: LifSpec, input: NormalizedInpu
   if (T > MAX_RECOMPUTED_STEPS) {
     throw new Error(`lif: the recomputing backward unrolls at most ${MAX_RECOMPUTED_STEPS} steps, got ${T}`);
   }
-  const { run, runs, grid } = channelRuns(spec, input);
+  const { grid, runLoop } = channelRuns(spec, input);
   const inputs = ["x", "stats", ...(residual ? ["residual"] : []), "grad_spikes"];
   const declarations = [...inputs, "grad_x"].map((name, i) => {
     const access = i < inputs.length ? "read" : "read_write";
     return `@group(0) @binding(${i}) var<storage, ${access}> ${name}: array<f32>;`;
   });
-  const value = (t: number) => `(x[i${t}] * scale + shift${residual ? ` + residual[i${t}]` : ""})`;
   const forward: string[] = [];
   const backward: string[] = [];
   for (let t = 0; t < T; t++) {
     forward.push(`    let i${t} = ${t * n}u + neuron;
-    let u${t} = ${f32(spec.tau)} * m + ${value(t)};
+    let u${t} = ${f32(spec.tau)} * m + ${normalizedValue(`i${t}`, residual)};
     m = u${t} * (1.0 - fire(u${t}));`);
   }
   for (let t = T - 1; t >= 0; t--) {
@@ -264,13 +271,7 @@ ${surrogateWGSL(spec.surrogate)}
 
 @compute @workgroup_size(${WORKGROUP_SIZE})
 fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let r = gid.x + gid.y * ${grid.rowStride}u;
-  if (r >= ${runs}u) { return; }
-  let base = r * ${run}u;
-  let c = (base / ${S}u) % ${C}u;
-  let scale = stats[${2 * C}u + c];
-  let shift = stats[${3 * C}u + c];
-  for (var neuron = base; neuron < base + ${run}u; neuron++) {
+${runLoop}
     var m = 0.0;
 ${forward.join("\n")}
     var grad_m = 0.0;
