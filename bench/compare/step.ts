@@ -4,13 +4,14 @@
  * PyTorch runs bench/compare/torch_step.py (the oracle models of tests/oracle/sml_models.py) in a child
  * process, on CUDA when it has it, else on every CPU core (or --torch-threads of them).
  *
- *   deno run -A bench/compare/step.ts [--config NAME|all] [--steps N] [--warmup N] [--T N]
+ *   deno run -A bench/compare/step.ts [--config NAME|all] [--steps N] [--warmup N] [--T N] [--batch N]
  *                                     [--sml-overhead] [--python PATH] [--torch-threads N]
  *
  * The default config is "small", the only ResNet cheap enough for a software adapter; the full-width
  * ones take minutes per step there (and minutes of shader compilation in the first). `--T` overrides a
- * config's time steps (e.g. "lif" at T=100 is slow on a CPU). `--sml-overhead` runs the config's
- * network with and without its surrogate modules, on our side only, and prints the overheads.
+ * config's time steps (e.g. "lif" at T=100 is slow on a CPU), `--batch` its batch size. `--sml-overhead`
+ * runs the config's network with and without its surrogate modules, here and in PyTorch, and prints the
+ * overheads of each.
  * On a busy CPU-only machine also run `--torch-threads 1`: OpenMP threads that wait for a descheduled
  * sibling can make PyTorch on every core many times slower than on one.
  */
@@ -273,8 +274,8 @@ function imagesPerSecond(config: Config, side: SideResult): number {
   return config.batch / side.medianSeconds;
 }
 
-function withTimeSteps(config: Config, T: number | undefined): Config {
-  return T === undefined ? config : { ...config, T };
+function withOverrides(config: Config, T: number | undefined, batch: number | undefined): Config {
+  return { ...config, ...(T === undefined ? {} : { T }), ...(batch === undefined ? {} : { batch }) };
 }
 
 async function compare(
@@ -306,34 +307,48 @@ async function compare(
   console.log(JSON.stringify({ config: name, ...config, ours, pytorch: torch, ratio }));
 }
 
-async function smlOverhead(name: string, config: Config, steps: number, warmup: number) {
+async function smlOverhead(
+  name: string,
+  config: Config,
+  steps: number,
+  warmup: number,
+  python: string,
+  threads: number | undefined,
+) {
   if (config.kind !== "resnet") {
     console.log(`\n[${name}] SML overhead: skipped, this config has no surrogate modules`);
     return;
   }
   console.log(`\n[${name}] SML overhead: ${describeConfig(config)} against the same network without modules`);
-  const withModules = await measureOurs({ ...config, modules: true }, steps, warmup);
-  const plain = await measureOurs({ ...config, modules: false }, steps, warmup);
   const percent = (a: number, b: number) => {
     const change = 100 * (a / b - 1);
     return `${change >= 0 ? "+" : ""}${change.toFixed(1)}%`;
   };
-  console.log(
-    `  without modules ${(plain.medianSeconds * 1000).toFixed(1)} ms/step, peak ${
-      megabytes(plain.peakBytes)
-    }`,
-  );
-  console.log(
-    `  with modules    ${(withModules.medianSeconds * 1000).toFixed(1)} ms/step, peak ${
-      megabytes(withModules.peakBytes)
-    }`,
-  );
-  console.log(
-    `  overhead: time ${percent(withModules.medianSeconds, plain.medianSeconds)}, memory ${
-      percent(withModules.peakBytes, plain.peakBytes)
-    }`,
-  );
-  console.log(JSON.stringify({ config: name, smlOverhead: { withModules, plain } }));
+  const report = (side: string, withModules: SideResult, plain: SideResult) => {
+    const line = (what: string, result: SideResult) =>
+      `  ${side} ${what} ${(result.medianSeconds * 1000).toFixed(1)} ms/step, peak ${
+        megabytes(result.peakBytes)
+      }`;
+    console.log(line("without modules", plain));
+    console.log(line("with modules   ", withModules));
+    console.log(
+      `  ${side} overhead: time ${percent(withModules.medianSeconds, plain.medianSeconds)}, memory ${
+        percent(withModules.peakBytes, plain.peakBytes)
+      }`,
+    );
+  };
+  const ours = {
+    withModules: await measureOurs({ ...config, modules: true }, steps, warmup),
+    plain: await measureOurs({ ...config, modules: false }, steps, warmup),
+  };
+  report("ours   ", ours.withModules, ours.plain);
+  // The PyTorch reference on the same networks: how much of the overhead the method itself costs.
+  const torch = {
+    withModules: await measureTorch({ ...config, modules: true }, steps, warmup, python, threads),
+    plain: await measureTorch({ ...config, modules: false }, steps, warmup, python, threads),
+  };
+  report("pytorch", torch.withModules, torch.plain);
+  console.log(JSON.stringify({ config: name, smlOverhead: { ours, pytorch: torch } }));
 }
 
 const { values: flags } = parseArgs({
@@ -343,6 +358,7 @@ const { values: flags } = parseArgs({
     steps: { type: "string", default: "3" },
     warmup: { type: "string", default: "1" },
     T: { type: "string" },
+    batch: { type: "string" },
     "sml-overhead": { type: "boolean", default: false },
     python: { type: "string", default: Deno.env.get("PYTHON") ?? "/usr/bin/python3" },
     "torch-threads": { type: "string" },
@@ -358,6 +374,7 @@ function positiveInteger(flag: string, text: string): number {
 const steps = positiveInteger("steps", flags.steps);
 const warmup = positiveInteger("warmup", flags.warmup);
 const timeSteps = flags.T === undefined ? undefined : positiveInteger("T", flags.T);
+const batchSize = flags.batch === undefined ? undefined : positiveInteger("batch", flags.batch);
 const torchThreads = flags["torch-threads"] === undefined
   ? undefined
   : positiveInteger("torch-threads", flags["torch-threads"]);
@@ -372,9 +389,9 @@ await initGpu();
 console.log(`adapter: ${describeAdapter(gpu().adapter)}`);
 let failures = 0;
 for (const name of names) {
-  const config = withTimeSteps(CONFIGS[name], timeSteps);
+  const config = withOverrides(CONFIGS[name], timeSteps, batchSize);
   try {
-    if (flags["sml-overhead"]) await smlOverhead(name, config, steps, warmup);
+    if (flags["sml-overhead"]) await smlOverhead(name, config, steps, warmup, flags.python, torchThreads);
     else await compare(name, config, steps, warmup, flags.python, torchThreads);
   } catch (error) {
     // One config failing (PyTorch missing, memory) should not cost the others' figures in a device run.
