@@ -2,15 +2,14 @@
 oracle models of tests/oracle/sml_models.py, timed after warm-up. Takes one JSON argument (the
 configuration step.ts sends) and prints one JSON line with the median step time and the peak memory.
 
-Memory, over one extra step after the timed ones: on CUDA, torch.cuda.max_memory_allocated() after
-reset_peak_memory_stats() (bytes held by live tensors, as our pool's peakBytesInUse). On the CPU torch has
-no allocator statistics and tracemalloc does not see its allocations, so the figure is the resident-set
-high-water mark (VmHWM, reset through /proc/self/clear_refs) minus the resident set before the step, with
-glibc told to mmap every block over 64 KiB (so freed tensors leave the resident set), plus the bytes of
-the parameters and optimizer state, which the step does not allocate. It over-counts allocator slack and
-page rounding; the timed steps run before the threshold changes.
+Memory, over one extra step after the timed ones, is the high-water mark of bytes held by live tensors
+(parameters, optimizer state and gradients included), as our pool's peakBytesInUse counts ours. On CUDA:
+torch.cuda.max_memory_allocated() after reset_peak_memory_stats(). On the CPU torch keeps no allocator
+statistics, so the step runs under torch.profiler with profile_memory=True, whose allocation and free
+events, in time order, give the live bytes at every point of the step; added to the bytes live when the
+step starts. (The resident set, used before, measured the C library's heap and page reuse instead: it
+gave 3-15 MiB for steps whose tensors alone take over 100 MiB.)
 """
-import ctypes
 import json
 import os
 import statistics
@@ -18,49 +17,42 @@ import sys
 import time
 
 import torch
+from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "oracle"))
 from sml_models import Lif, SpikingResNet, sml_loss  # noqa: E402
 
 
-def status_kib(field):
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"torch_step: /proc/self/status has no {field}")
-
-
-def reset_resident_peak():
-    """Sets VmHWM back to the current resident set (Linux: writing 5 to clear_refs)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as refs:
-            refs.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def map_large_allocations():
-    """glibc keeps freed blocks below its (growing) mmap threshold in the heap, so the resident set would
-    hide a step's temporaries; a fixed 64 KiB threshold returns every tensor's pages on free."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        return libc.mallopt(-3, 64 * 1024) == 1  # M_MMAP_THRESHOLD
-    except OSError:
-        return False
-
-
-def persistent_bytes(optimizer):
-    """Parameters and optimizer state: live before and after a step, as in our pool's figure."""
+def live_bytes(optimizer):
+    """Parameters, their gradients and the optimizer state."""
     total = 0
     for group in optimizer.param_groups:
         for parameter in group["params"]:
             total += parameter.numel() * parameter.element_size()
+            if parameter.grad is not None:
+                total += parameter.grad.numel() * parameter.grad.element_size()
             for value in optimizer.state.get(parameter, {}).values():
                 if torch.is_tensor(value):
                     total += value.numel() * value.element_size()
     return total
+
+
+def cpu_allocation_peak(step):
+    """The highest sum of the CPU allocations (+) and frees (-) recorded during `step`, from its start."""
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as profiler:
+        step()
+    changes = sorted(
+        (event.start_us(), event.nbytes())
+        for event in profiler.profiler.kineto_results.events()
+        if event.name() == "[memory]" and event.device_type() == torch.autograd.DeviceType.CPU
+    )
+    if not changes:
+        raise RuntimeError("torch_step: the profiler recorded no CPU allocations")
+    live = peak = 0
+    for _, change in changes:
+        live += change
+        peak = max(peak, live)
+    return peak
 
 
 def peak_memory(device, step, optimizer):
@@ -71,17 +63,12 @@ def peak_memory(device, step, optimizer):
         step()
         return (torch.cuda.max_memory_allocated(),
                 "torch.cuda.max_memory_allocated (live tensors, parameters and optimizer state included)")
-    # torch has no CPU allocator statistics here and tracemalloc does not see its allocations.
-    method = "resident-set high-water mark (VmHWM) minus resident set before one untimed step"
-    method += ", malloc mmap threshold 64 KiB" if map_large_allocations() else ", glibc heap reuse not controlled"
-    step()  # one step under the new threshold, so the heap is in its steady state
-    resettable = reset_resident_peak()
-    before = status_kib("VmRSS")
-    step()
-    growth = (status_kib("VmHWM") - before) * 1024
-    if not resettable:
-        method += "; clear_refs refused, so the high-water mark is the process's"
-    return growth + persistent_bytes(optimizer), method + ", plus parameter and optimizer-state bytes"
+    # The step starts with this; done here, the last step's gradients are not counted as live.
+    optimizer.zero_grad(set_to_none=True)
+    before = live_bytes(optimizer)
+    return (before + cpu_allocation_peak(step),
+            "live bytes at the step's start plus the peak of the allocations and frees torch.profiler "
+            "recorded during it")
 
 
 def resnet_step(config, device, generator):
