@@ -22,7 +22,13 @@ const pipelinesByCode = new Map<string, GPUComputePipeline>();
 /** Group 0's layout per pipeline: a bind group made with a fresh layout object costs twice as much. */
 const layouts = new Map<GPUComputePipeline, GPUBindGroupLayout>();
 const bindGroups = new Map<string, GPUBindGroup>();
-const MAX_BIND_GROUPS = 16384;
+/**
+ * Enough for every bind group of the largest step we run on a CPU adapter: ResNet-19's (T = 2, batch 16)
+ * makes 101,820 dispatches through uniform windows, each window its own bind group. With room for 16,384
+ * the cache was cleared six times a step and all of them were made again: 2.4 s of CPU per step, its
+ * steps 2.4% slower, and no smaller resident set (1.94 GB against 1.91 GB with them kept).
+ */
+const MAX_BIND_GROUPS = 131072;
 let bindGroupsCreated = 0;
 const objectIds = new WeakMap<object, number>();
 let nextObjectId = 1;
