@@ -847,9 +847,21 @@ function roundUp(value: number, multiple: number): number {
   return Math.ceil(value / multiple) * multiple;
 }
 
-/** Elements a window holds from any start: the bound range starts at the aligned offset below it. */
-function windowCapacity(windowBytes: number): number {
-  return Math.max(0, windowBytes / 4 - (BINDING_ALIGN / 4 - 1));
+/**
+ * Elements a window holds from any start: the bound range starts at the aligned offset below it. When
+ * every start is `aligned` (see alignedSteps), the whole window.
+ */
+function windowCapacity(windowBytes: number, aligned = false): number {
+  return aligned ? windowBytes / 4 : Math.max(0, windowBytes / 4 - (BINDING_ALIGN / 4 - 1));
+}
+
+/**
+ * Whether windows that start at multiples of `step` f32 elements all start on a binding boundary: then a
+ * 64 KiB window holds 16,384 values instead of 16,321, e.g. 16 channels of a 32x32 plane instead of 15,
+ * and 256 of an 8x8 one instead of 255 (2 channel ranges of ResNet-19's 512 instead of 3).
+ */
+function alignedSteps(step: number, half: boolean): boolean {
+  return !half && (step * 4) % BINDING_ALIGN === 0;
 }
 
 /**
@@ -861,6 +873,8 @@ interface TensorRead {
   total: number;
   vec4s: number;
   half: boolean;
+  /** Every window starts on a binding boundary, so none holds the slack below its first element. */
+  aligned?: boolean;
 }
 
 function elementBytes(read: TensorRead): number {
@@ -876,13 +890,19 @@ function storageRead(name: string, total: number, half = false): TensorRead {
  * so one that would run past the buffer's end can be moved back to end with it: pooled buffers are sized
  * in whole blocks (src/gpu/pool.ts).
  */
-function windowedRead(name: string, total: number, longest: number, half = false): TensorRead {
+function windowedRead(
+  name: string,
+  total: number,
+  longest: number,
+  half = false,
+  aligned = false,
+): TensorRead {
   const element = half ? 2 : 4;
   const bytes = Math.min(
-    roundUp(longest * element + BINDING_ALIGN - element, BINDING_ALIGN),
+    roundUp(longest * element + (aligned ? 0 : BINDING_ALIGN - element), BINDING_ALIGN),
     roundUp(total * element, BINDING_ALIGN),
   );
-  return { name, total, vec4s: bytes / 16, half };
+  return { name, total, vec4s: bytes / 16, half, aligned };
 }
 
 /**
@@ -893,6 +913,9 @@ function windowAt(read: TensorRead, start: number): { range: BufferRange | undef
   if (!read.vec4s) return { range: undefined, base: start };
   const element = elementBytes(read);
   const size = read.vec4s * 16;
+  if (read.aligned && (start * element) % BINDING_ALIGN !== 0) {
+    throw new Error(`conv2d: window of ${read.name} at element ${start} is not on a binding boundary`);
+  }
   const offset = Math.min(
     Math.floor((start * element) / BINDING_ALIGN) * BINDING_ALIGN,
     roundUp(read.total * element, BINDING_ALIGN) - size,
@@ -981,11 +1004,13 @@ function reductionRead(
   const groups = sampleGroups(batch, [perSample], windowBytes);
   const whole = { samplesPerDispatch: groups.size, channelsPerDispatch: channels, split: false };
   if (groups.windowed[0]) return { read: windowedRead(name, total, groups.size * perSample, half), ...whole };
-  const fit = tile.channelSplit === false ? 0 : Math.floor(windowCapacity(windowBytes) / plane);
+  // A range of one sample's channels starts at a whole number of planes.
+  const aligned = alignedSteps(plane, half);
+  const fit = tile.channelSplit === false ? 0 : Math.floor(windowCapacity(windowBytes, aligned) / plane);
   if (fit === 0) return { read: storageRead(name, total, half), ...whole };
   const perDispatch = balancedRange(channels, fit);
   return {
-    read: windowedRead(name, total, perDispatch * plane, half),
+    read: windowedRead(name, total, perDispatch * plane, half, aligned),
     samplesPerDispatch: 1,
     channelsPerDispatch: perDispatch,
     split: true,
@@ -1544,11 +1569,13 @@ function weightChannelRanges(
   const { batch, cin, cout, height, width } = geometry;
   const [outH, outW] = outputSize(geometry);
   if (tile.channelSplit === false || batch === 0 || tile.windowBytes === 0) return null;
+  const half = geometry.halfOperands ?? false;
   const groups = sampleGroups(batch, [cout * outH * outW, cin * height * width], tile.windowBytes);
   if (groups.windowed[0] && groups.windowed[1]) return null;
-  const capacity = windowCapacity(tile.windowBytes);
-  const outFit = Math.floor(capacity / (outH * outW));
-  const inFit = Math.floor(capacity / (height * width));
+  const fit = (plane: number) =>
+    Math.floor(windowCapacity(tile.windowBytes, alignedSteps(plane, half)) / plane);
+  const outFit = fit(outH * outW);
+  const inFit = fit(height * width);
   if (outFit === 0 || inFit === 0) return null;
   return { outChannels: balancedRange(cout, outFit), inChannels: balancedRange(cin, inFit) };
 }
@@ -1572,12 +1599,18 @@ function directGradWeight(geometry: ConvGeometry, tile: DirectWeightTile): ConvP
   const split = ranges !== null;
   // A split reads channel ranges of one sample; otherwise a window holds the sample group.
   const gradOut = ranges
-    ? windowedRead("gradOut", batch * outPerSample, ranges.outChannels * outPlane, half)
+    ? windowedRead(
+      "gradOut",
+      batch * outPerSample,
+      ranges.outChannels * outPlane,
+      half,
+      alignedSteps(outPlane, half),
+    )
     : groups.windowed[0]
     ? windowedRead("gradOut", batch * outPerSample, groups.size * outPerSample, half)
     : storageRead("gradOut", batch * outPerSample, half);
   const x = ranges
-    ? windowedRead("x", batch * inPerSample, ranges.inChannels * plane, half)
+    ? windowedRead("x", batch * inPerSample, ranges.inChannels * plane, half, alignedSteps(plane, half))
     : groups.windowed[1]
     ? windowedRead("x", batch * inPerSample, groups.size * inPerSample, half)
     : storageRead("x", batch * inPerSample, half);

@@ -286,6 +286,13 @@ const WINDOW_CASES: WindowCase[] = [
     pixels: pixelTile(3, 2, 2, 1024),
     weights: weightTile([3, 1], [2, 2], 4, 1024),
   },
+  {
+    // 8x8 planes (256 bytes): every channel range starts on a binding boundary, so a 1 KiB window holds
+    // 4 whole channels.
+    geometry: geometry(2, 8, 8, [8, 8], [3, 1, 1]),
+    pixels: pixelTile(3, 4, 2, 1024),
+    weights: weightTile([3, 2], [2, 2], 2, 1024),
+  },
 ];
 
 function runPlan(plan: ConvPlan, operands: Record<string, Tensor>, output: Tensor): Promise<Float32Array> {
@@ -419,6 +426,42 @@ Deno.test("conv2d direct plans: weights larger than a window are split by channe
     gradWeight.kernels[0].dispatches.slice(20, 22).map((d) => d.params!.slice(4)),
     [[6, 7, 2, 3, 1, 16, 0], [0, 1, 0, 1, 1, 16, 1]],
     "coStart, coEnd, ciStart, ciEnd, inBlocks, lanes, accumulate",
+  );
+});
+
+Deno.test("conv2d direct plans: channel ranges on binding boundaries fill their windows", () => {
+  const { geometry: g, pixels, weights } = WINDOW_CASES[5];
+  // 8 channels of 64 floats per sample: 4 per 1 KiB window, where a window that may start off a boundary
+  // holds 193 floats (3 channels). Each range is bound from its own first byte, 1,024 bytes long, once
+  // per window of 3 output channels' blocked weights (4 x 9 floats each).
+  const ranges = ["0+1024", "1024+1024", "2048+1024", "3072+1024"];
+  const thrice = ranges.flatMap((r) => [r, r, r]);
+  const forward = conv2dForwardPlan(g, pixels);
+  assert.deepEqual(bindings(forward, 1).x, thrice);
+  assert.deepEqual(
+    forward.kernels[1].dispatches.slice(0, 6).map((d) => d.params!.slice(4)),
+    [[0, 0, 4, 0], [3, 0, 4, 0], [6, 0, 4, 0], [0, 4, 8, 1], [3, 4, 8, 1], [6, 4, 8, 1]],
+    "coBase, ciStart, ciEnd, accumulate",
+  );
+  assert.deepEqual(bindings(conv2dGradInputPlan(g, pixels), 1).gradOut, thrice);
+  // Weight gradient: 2 x 2 pairs of 4-channel ranges of gradOut and x per sample.
+  const gradWeight = conv2dGradWeightPlan(g, weights);
+  const placement = bindings(gradWeight, 0);
+  assert.deepEqual(placement.gradOut, ranges.flatMap((r) => [r, r]));
+  assert.deepEqual(placement.x, [
+    ranges[0],
+    ranges[1],
+    ranges[0],
+    ranges[1],
+    ranges[2],
+    ranges[3],
+    ranges[2],
+    ranges[3],
+  ]);
+  assert.deepEqual(
+    gradWeight.kernels[0].dispatches.slice(2, 5).map((d) => d.params!.slice(4, 8)),
+    [[4, 8, 0, 4], [4, 8, 4, 8], [0, 4, 0, 4]],
+    "coStart, coEnd, ciStart, ciEnd",
   );
 });
 
