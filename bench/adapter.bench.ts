@@ -9,9 +9,8 @@
  *
  *   XDG_RUNTIME_DIR=/tmp deno bench -A bench/adapter.bench.ts
  */
-import { type Kernel } from "../kernels/common.ts";
 import { describeAdapter, initGpu } from "../src/gpu/device.ts";
-import { dispatch, synchronize } from "../src/gpu/kernels.ts";
+import { dispatch, type Kernel, synchronize } from "../src/gpu/kernels.ts";
 import { Tensor } from "../src/tensor/tensor.ts";
 import { measure, type Measurement, printTable } from "./harness.ts";
 
@@ -27,12 +26,24 @@ const WINDOW = 16384;
 
 type Source = "uniform" | "storage";
 
+interface ProbeKernel extends Kernel {
+  /** Floating-point operations of one dispatch. */
+  flops: number;
+}
+
 /**
  * Each invocation runs `accumulators` independent chains `acc = fma(acc, m, v)`, `unroll` links each per
  * loop round, where m comes from the buffer and v is one of `loads` values loaded per round at an index
- * that differs per invocation and round (none: a value loaded once, before the loop).
+ * that differs per round and, unless `sameAddress`, per invocation (none: a value loaded once, before the
+ * loop).
  */
-function probeKernel(accumulators: number, unroll: number, loads: number, source: Source): Kernel {
+function probeKernel(
+  accumulators: number,
+  unroll: number,
+  loads: number,
+  source: Source,
+  sameAddress = false,
+): ProbeKernel {
   const rounds = Math.round(MULTIPLY_ADDS / (accumulators * unroll));
   const read = source === "uniform"
     ? (i: string) => `values[${i} >> 2u][${i} & 3u]`
@@ -44,7 +55,8 @@ function probeKernel(accumulators: number, unroll: number, loads: number, source
   const body: string[] = [];
   if (loads === 0) setup.push(`let v0 = ${read("(lane + 3u) & 1023u")};`);
   for (let l = 0; l < loads; l++) {
-    body.push(`let v${l} = ${read(`(lane * 7u + round * ${loads}u + ${l}u) & ${WINDOW - 1}u`)};`);
+    const lanePart = sameAddress ? "" : "lane * 7u + ";
+    body.push(`let v${l} = ${read(`(${lanePart}round * ${loads}u + ${l}u) & ${WINDOW - 1}u`)};`);
   }
   for (let a = 0; a < accumulators; a++) setup.push(`var acc${a} = f32(lane + ${a}u) * 1e-3;`);
   for (let u = 0; u < unroll; u++) {
@@ -54,7 +66,7 @@ function probeKernel(accumulators: number, unroll: number, loads: number, source
   }
   const sum = Array.from({ length: accumulators }, (_, a) => `acc${a}`).join(" + ");
   return {
-    key: `adapter_probe:${accumulators}x${unroll}/${loads}/${source}`,
+    key: `adapter_probe:${accumulators}x${unroll}/${loads}/${source}${sameAddress ? "/same" : ""}`,
     wgsl: () => `
 @group(0) @binding(0) ${declaration};
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
@@ -70,7 +82,7 @@ fn main(@builtin(global_invocation_id) id: vec3u) {
 }
 `,
     flops: 2 * INVOCATIONS * rounds * accumulators * unroll,
-  } as Kernel & { flops: number };
+  };
 }
 
 const values = Tensor.fromData(Float32Array.from({ length: WINDOW }, (_, i) => 0.5 + (i % 7) * 1e-3), [
@@ -78,7 +90,7 @@ const values = Tensor.fromData(Float32Array.from({ length: WINDOW }, (_, i) => 0
 ]);
 const out = Tensor.empty([INVOCATIONS]);
 
-async function probe(label: string, kernel: Kernel & { flops?: number }): Promise<Measurement> {
+async function probe(label: string, kernel: ProbeKernel): Promise<Measurement> {
   const run = () => dispatch(kernel, [values.buffer, out.buffer], [INVOCATIONS / WORKGROUP]);
   return await measure(label, { flops: kernel.flops }, run, 5);
 }
@@ -104,6 +116,15 @@ for (const source of ["uniform", "storage"] as const) {
       ),
     );
   }
+}
+// A weight read by every lane of a direct convolution: no cheaper when all lanes load the same address.
+for (const source of ["uniform", "storage"] as const) {
+  loaded.push(
+    await probe(
+      `8 accumulators, one ${source} load per 16, every lane the same address`,
+      probeKernel(8, 8, 4, source, true),
+    ),
+  );
 }
 // A convolution body's shape: many accumulators (they spill), a uniform load per 16-32 multiply-adds.
 for (const perLoad of [32, 16]) {
