@@ -2,8 +2,8 @@
 # Run on the H200 device machine from the repository root, with carry [".gl", "bench/gpu/carry"]
 # (filled by bench/gpu/prepare.sh here): installs the carried Vulkan loader and Deno, prints the
 # adapter, runs the kernel benches and the PyTorch comparison (every config, PyTorch on CUDA) and the SML
-# overhead, and writes each log under $OUT. Every stage has its own timeout so the whole fits an
-# 8-minute run (about 7.5 minutes at worst); a stage that times out leaves its partial log.
+# overhead (ours and PyTorch's), and writes each log under $OUT. Every stage has its own timeout so the
+# whole fits an 8-minute run (about 7.5 minutes at worst); a stage that times out leaves its partial log.
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu-bench-out}
 mkdir -p "$OUT"
@@ -62,6 +62,7 @@ done
 # This project against the machine's own PyTorch (python3 here holds the CUDA build).
 stage compare 150 "$deno" run -A bench/compare/step.ts --config all --steps 5 --warmup 2 \
   --python "$(command -v python3)"
-stage overhead 50 "$deno" run -A bench/compare/step.ts --config headline --steps 5 --warmup 2 --sml-overhead
+stage overhead 50 "$deno" run -A bench/compare/step.ts --config headline --steps 5 --warmup 2 --sml-overhead \
+  --python "$(command -v python3)"
 
 ls -l "$OUT"
