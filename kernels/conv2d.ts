@@ -864,6 +864,11 @@ function alignedSteps(step: number, half: boolean): boolean {
   return !half && (step * 4) % BINDING_ALIGN === 0;
 }
 
+/** Channels of `plane` elements a window holds when it reads a range of one sample's channels. */
+function channelsPerWindow(windowBytes: number, plane: number, half: boolean): number {
+  return Math.floor(windowCapacity(windowBytes, alignedSteps(plane, half)) / plane);
+}
+
 /**
  * How a kernel reads a tensor of `total` f32 (or, when `half`, packed f16) elements: whole from storage
  * (`vec4s` 0), or through uniform windows of `vec4s` 16-byte vectors (uniform arrays have a 16-byte stride).
@@ -903,6 +908,14 @@ function windowedRead(
     roundUp(total * element, BINDING_ALIGN),
   );
   return { name, total, vec4s: bytes / 16, half, aligned };
+}
+
+/**
+ * An operand read as ranges of `channels` channels of one sample (`plane` elements each), which start at
+ * whole planes.
+ */
+function channelRangeRead(name: string, total: number, channels: number, plane: number, half: boolean) {
+  return windowedRead(name, total, channels * plane, half, alignedSteps(plane, half));
 }
 
 /**
@@ -1004,13 +1017,11 @@ function reductionRead(
   const groups = sampleGroups(batch, [perSample], windowBytes);
   const whole = { samplesPerDispatch: groups.size, channelsPerDispatch: channels, split: false };
   if (groups.windowed[0]) return { read: windowedRead(name, total, groups.size * perSample, half), ...whole };
-  // A range of one sample's channels starts at a whole number of planes.
-  const aligned = alignedSteps(plane, half);
-  const fit = tile.channelSplit === false ? 0 : Math.floor(windowCapacity(windowBytes, aligned) / plane);
+  const fit = tile.channelSplit === false ? 0 : channelsPerWindow(windowBytes, plane, half);
   if (fit === 0) return { read: storageRead(name, total, half), ...whole };
   const perDispatch = balancedRange(channels, fit);
   return {
-    read: windowedRead(name, total, perDispatch * plane, half, aligned),
+    read: channelRangeRead(name, total, perDispatch, plane, half),
     samplesPerDispatch: 1,
     channelsPerDispatch: perDispatch,
     split: true,
@@ -1572,10 +1583,8 @@ function weightChannelRanges(
   const half = geometry.halfOperands ?? false;
   const groups = sampleGroups(batch, [cout * outH * outW, cin * height * width], tile.windowBytes);
   if (groups.windowed[0] && groups.windowed[1]) return null;
-  const fit = (plane: number) =>
-    Math.floor(windowCapacity(tile.windowBytes, alignedSteps(plane, half)) / plane);
-  const outFit = fit(outH * outW);
-  const inFit = fit(height * width);
+  const outFit = channelsPerWindow(tile.windowBytes, outH * outW, half);
+  const inFit = channelsPerWindow(tile.windowBytes, height * width, half);
   if (outFit === 0 || inFit === 0) return null;
   return { outChannels: balancedRange(cout, outFit), inChannels: balancedRange(cin, inFit) };
 }
@@ -1599,18 +1608,12 @@ function directGradWeight(geometry: ConvGeometry, tile: DirectWeightTile): ConvP
   const split = ranges !== null;
   // A split reads channel ranges of one sample; otherwise a window holds the sample group.
   const gradOut = ranges
-    ? windowedRead(
-      "gradOut",
-      batch * outPerSample,
-      ranges.outChannels * outPlane,
-      half,
-      alignedSteps(outPlane, half),
-    )
+    ? channelRangeRead("gradOut", batch * outPerSample, ranges.outChannels, outPlane, half)
     : groups.windowed[0]
     ? windowedRead("gradOut", batch * outPerSample, groups.size * outPerSample, half)
     : storageRead("gradOut", batch * outPerSample, half);
   const x = ranges
-    ? windowedRead("x", batch * inPerSample, ranges.inChannels * plane, half, alignedSteps(plane, half))
+    ? channelRangeRead("x", batch * inPerSample, ranges.inChannels, plane, half)
     : groups.windowed[1]
     ? windowedRead("x", batch * inPerSample, groups.size * inPerSample, half)
     : storageRead("x", batch * inPerSample, half);
