@@ -66,7 +66,7 @@ export { learningRateAt } from "./src/optim/schedule.ts";
 export type { ScheduleOptions } from "./src/optim/schedule.ts";
 
 // Weights and checkpoints
-/** Reference-named safetensors (../shared/reference key names). */
+/** Safetensors under the reference implementation's state_dict key names (tests/fixtures/reference). */
 export { loadSafetensors, loadStateDict, saveSafetensors, stateDict } from "./src/io/state_dict.ts";
 export { encodeSafetensors, parseSafetensors, readSafetensors } from "./src/io/safetensors.ts";
 export { readCheckpoint, writeCheckpoint } from "./src/io/checkpoint.ts";

@@ -5,7 +5,7 @@
  * `deno run -A bench/data.bench.ts` prints the table; `deno bench -A bench/data.bench.ts` also runs
  * the Deno.bench entries (single-sample costs, in-process).
  */
-import jpegJs from "jpeg-js";
+import jpegJs from "npm:jpeg-js@^0.4.4";
 import { DataLoader } from "../src/data/loader.ts";
 import { createDataset } from "../src/data/registry.ts";
 import type { Dataset, DatasetName, DatasetOptions } from "../src/data/dataset.ts";

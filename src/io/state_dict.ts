@@ -1,5 +1,5 @@
 /**
- * A model's state under the reference implementation's names (../shared/reference), to and from
+ * A model's state under the reference implementation's names (tests/fixtures/reference), to and from
  * safetensors: float32 parameters and BN statistics, int64 `num_batches_tracked`.
  */
 import { writeBuffer } from "../gpu/kernels.ts";
