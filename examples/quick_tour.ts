@@ -23,7 +23,7 @@ const model = createModel("resnet19", {
   numClasses: 10,
   T: 2,
   width: 8,
-  surrogate: { positions: [3, 3], kernels: [[7, 5, 3]], width: 16 },
+  modules: { positions: [3, 3], kernels: [[7, 5, 3]], width: 16 },
 });
 
 // Weights under the reference implementation's state_dict names (with or without sb_layers.*).

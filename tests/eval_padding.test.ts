@@ -34,7 +34,7 @@ for (const [label, shape] of [["images", [3, 1, 12, 12]], ["event frames", [T, 3
       width: 4,
       depth: 1,
       seed: 3,
-      surrogate: { positions: [1, 1], kernels: [[3]], width: 8 },
+      modules: { positions: [1, 1], kernels: [[3]], width: 8 },
     });
     const heads = 1 + model.surrogates.length;
     const host = batch([...shape], 5);

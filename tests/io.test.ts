@@ -33,7 +33,7 @@ function torchModel(seed = 0, surrogates = true): SpikingModel {
     T: 2,
     width: 2,
     seed,
-    surrogate: surrogates ? { positions: [3, 3], width: 4 } : undefined,
+    modules: surrogates ? { positions: [3, 3], width: 4 } : undefined,
   });
 }
 
@@ -331,7 +331,7 @@ function edgeFloats(): Float32Array {
 function sampleCheckpoint(): Checkpoint {
   return {
     formatVersion: CHECKPOINT_FORMAT_VERSION,
-    model: { name: "resnet19", options: { numClasses: 10, T: 2, surrogate: { positions: [3, 3] } } },
+    model: { name: "resnet19", options: { numClasses: 10, T: 2, modules: { positions: [3, 3] } } },
     weights: {
       "conv1.weight": storeArray(edgeFloats(), [2, 4]),
       "bn1.num_batches_tracked": storeArray(BigInt64Array.of(2n ** 62n + 7n), []),

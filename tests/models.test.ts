@@ -27,18 +27,18 @@ const REFERENCE_MODELS: [string, string, ModelOptions][] = [
   ["sb18", "resnet18", {
     numClasses: 10,
     T: 1,
-    surrogate: { positions: [3, 3], kernels: [[7, 5, 3]], width: 256 },
+    modules: { positions: [3, 3], kernels: [[7, 5, 3]], width: 256 },
   }],
   ["sb19", "resnet19", {
     numClasses: 10,
     T: 1,
-    surrogate: { positions: [3, 3], kernels: [[7, 5, 3]], width: 256 },
+    modules: { positions: [3, 3], kernels: [[7, 5, 3]], width: 256 },
   }],
   ["sb34", "resnet34", {
     numClasses: 1000,
     T: 1,
     imagenetStem: true,
-    surrogate: { positions: [3, 4, 6], kernels: [[7, 5, 3]], width: 256 },
+    modules: { positions: [3, 4, 6], kernels: [[7, 5, 3]], width: 256 },
   }],
 ];
 
@@ -67,19 +67,19 @@ const TINY = { numClasses: 10, T: 1, width: 2 } as const;
 Deno.test("models: surrogate positions past the last block are an error naming the block count", async () => {
   await setupGpu();
   assert.throws(
-    () => createModel("resnet18", { ...TINY, surrogate: { positions: [3, 6] } }),
+    () => createModel("resnet18", { ...TINY, modules: { positions: [3, 6] } }),
     /positions \[3, 6\] reach block 9, past the last block \(the model has 8\)/,
   );
   assert.throws(
-    () => createModel("resnet34", { ...TINY, surrogate: { positions: [3, 4, 6, 4] } }),
+    () => createModel("resnet34", { ...TINY, modules: { positions: [3, 4, 6, 4] } }),
     /reach block 17, past the last block \(the model has 16\)/,
   );
   assert.throws(
-    () => createModel("resnet19", { ...TINY, surrogate: { positions: [0] } }),
+    () => createModel("resnet19", { ...TINY, modules: { positions: [0] } }),
     /position 0 is not a positive whole number of blocks/,
   );
   // The last block itself is a valid position.
-  const model = createModel("resnet19", { ...TINY, surrogate: { positions: [8], width: 4 } });
+  const model = createModel("resnet19", { ...TINY, modules: { positions: [8], width: 4 } });
   assert.equal(model.surrogates.length, 1);
   model.dispose();
 });
@@ -87,11 +87,11 @@ Deno.test("models: surrogate positions past the last block are an error naming t
 Deno.test("models: a module kernel other than 7, 5, 3, 1 and a kernel-list count mismatch are errors", async () => {
   await setupGpu();
   assert.throws(
-    () => createModel("resnet18", { ...TINY, surrogate: { positions: [3], kernels: [[7, 4, 3]] } }),
+    () => createModel("resnet18", { ...TINY, modules: { positions: [3], kernels: [[7, 4, 3]] } }),
     /surrogate module: kernel 4 is not one of 7, 5, 3, 1/,
   );
   assert.throws(
-    () => createModel("resnet18", { ...TINY, surrogate: { positions: [3, 3], kernels: [[7], [5], [3]] } }),
+    () => createModel("resnet18", { ...TINY, modules: { positions: [3, 3], kernels: [[7], [5], [3]] } }),
     /3 kernel lists for 2 positions/,
   );
   assert.throws(
@@ -172,7 +172,7 @@ Deno.test("models: a module on C > k channels starts with a 1x1 conv C->k; other
     numClasses: 10,
     T: 1,
     width: 8,
-    surrogate: { positions: [7], width: 16 },
+    modules: { positions: [7], width: 16 },
   });
   const first = model.stateEntries().find((e) => e.name === "sb_layers.0.convs.0.0.weight")!;
   assert.equal(describeEntry(first), "sb_layers.0.convs.0.0.weight\tfloat32\t[16, 64, 1, 1]");
@@ -212,7 +212,7 @@ async function moduleLossGradients(local: boolean) {
     T: 2,
     width: 4,
     seed: 3,
-    surrogate: { positions: [3], width: 4, local },
+    modules: { positions: [3], width: 4, local },
   });
   const input = Tensor.fromData(noise(4 * 3 * 16 * 16, 1, 3), [4, 3, 16, 16], { name: "input" });
   const labels = Tensor.fromData(new Int32Array([0, 1, 2, 3]), [4], { name: "labels" });

@@ -19,7 +19,7 @@ const OPTIONS: ModelOptions = {
   inChannels: 1,
   widths: [4, 4, 8],
   seed: 5,
-  surrogate: { positions: [1, 1], kernels: [[3]], width: 8 },
+  modules: { positions: [1, 1], kernels: [[3]], width: 8 },
 };
 
 function batches(count: number): HostBatch[] {

@@ -70,7 +70,7 @@ for (const arch of ["resnet18", "resnet19"]) {
           numClasses: CLASSES,
           T,
           width: 4,
-          surrogate: { positions: [3, 3], width: 8 },
+          modules: { positions: [3, 3], width: 8 },
         });
         try {
           await loadSafetensors(`${FIXTURES}sml_${arch}_weights.safetensors`, model);
@@ -127,7 +127,7 @@ for (const T of [1, 2]) {
         numClasses: CLASSES,
         T,
         width: 4,
-        surrogate: { positions: [3, 3], width: 8 },
+        modules: { positions: [3, 3], width: 8 },
       });
       const { input, labels } = inputsOf(f);
       try {
@@ -170,7 +170,7 @@ Deno.test(
       numClasses: CLASSES,
       T: 2,
       seed: Number(f.ints("seed")[0]),
-      surrogate: { positions: [3, 3] },
+      modules: { positions: [3, 3] },
     });
     try {
       await trainStepMatches(model, f);

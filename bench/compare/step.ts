@@ -137,7 +137,7 @@ function resnetStep(config: ResNetConfig): OurStep {
     inChannels: config.inChannels,
     width: config.width,
     seed: SEED,
-    surrogate: config.modules ? { positions: [3, 3], width: config.moduleWidth } : undefined,
+    modules: config.modules ? { positions: [3, 3], width: config.moduleWidth } : undefined,
   });
   const optimizer = createOptimizer("adamw", model.parameters(), {
     lr: LEARNING_RATE,

@@ -34,7 +34,7 @@ export function modelOptionsFor(config: RunConfig, numClasses: number, inChannel
     options.width = config.width;
   }
   if (!config.noSb) {
-    options.surrogate = {
+    options.modules = {
       positions: config.sbPlaces,
       kernels: config.sbKernels,
       width: config.sbWidth,

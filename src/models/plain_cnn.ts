@@ -68,11 +68,11 @@ export class PlainSpikingCnn extends Module {
       "linear",
       new Linear(4 * channels, options.numClasses, new InitRng(seed, "linear")),
     );
-    if (options.surrogate) {
+    if (options.modules) {
       const list = this.child("sb_layers", new ModuleList<SurrogateModule>());
       const widths = this.layers.items.map((layer) => layer.conv.outChannels);
       try {
-        this.attached = attachSurrogates(list, options.surrogate, widths, options.numClasses, seed, "layer");
+        this.attached = attachSurrogates(list, options.modules, widths, options.numClasses, seed, "layer");
       } catch (error) {
         // The backbone's buffers exist already: free them before reporting the bad option.
         this.dispose();

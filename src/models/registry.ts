@@ -9,7 +9,8 @@ export interface ModelOptions {
   T: number;
   inChannels?: number;
   imagenetStem?: boolean;
-  surrogate?: SurrogateConfig;
+  /** The SML surrogate modules to attach (none when absent). */
+  modules?: SurrogateConfig;
   lif?: Omit<LifOptions, "T">;
   seed?: number;
   /** Extra 128-channel layers of the `plain` network (the paper's Fig. 2 depth). */

@@ -60,7 +60,8 @@ export interface SpikingResNetConfig {
   inChannels?: number;
   /** conv7x7 s2 stem and stride-2 first stage; default: more than 200 classes. */
   imagenetStem?: boolean;
-  surrogate?: SurrogateConfig;
+  /** The SML surrogate modules to attach (none when absent). */
+  modules?: SurrogateConfig;
   lif?: Omit<LifOptions, "T">;
   /** Seed of the parameter initialisation. */
   seed?: number;
@@ -173,11 +174,11 @@ export class SpikingResNet extends Module {
     } else {
       this.linear = this.child("linear", new Linear(channels, config.numClasses, rng("linear")));
     }
-    if (config.surrogate) {
+    if (config.modules) {
       const list = this.child("sb_layers", new ModuleList<SurrogateModule>());
       const channels = this.blocks.map((block) => block.conv2.outChannels);
       try {
-        this.attached = attachSurrogates(list, config.surrogate, channels, config.numClasses, seed, "block");
+        this.attached = attachSurrogates(list, config.modules, channels, config.numClasses, seed, "block");
       } catch (error) {
         // The backbone's buffers exist already: free them before reporting the bad option.
         this.dispose();

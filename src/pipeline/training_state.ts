@@ -65,7 +65,7 @@ const SHAPE_OPTIONS: Record<string, string> = {
   numClasses: "--dataset (its class count)",
   inChannels: "--dataset (its input channels)",
   imagenetStem: "--dataset (over 200 classes: ImageNet stem)",
-  surrogate: "--sb-places, --sb-kernels, --sb-width, --sb-local and --no-sb",
+  modules: "--sb-places, --sb-kernels, --sb-width, --sb-local and --no-sb",
   depth: "--depth",
   widths: "--width",
   width: "--width",
@@ -87,8 +87,13 @@ export async function restoreCheckpoint(
         `expected --model ${checkpoint.model.name}`,
     );
   }
+  // Checkpoints written before the option was renamed name the modules `surrogate`.
+  const savedOptions: Record<string, unknown> = {
+    modules: checkpoint.model.options.surrogate,
+    ...checkpoint.model.options,
+  };
   for (const [key, flags] of Object.entries(SHAPE_OPTIONS)) {
-    const saved = JSON.stringify(checkpoint.model.options[key] ?? null);
+    const saved = JSON.stringify(savedOptions[key] ?? null);
     const wanted = JSON.stringify(sources.modelOptions[key] ?? null);
     if (saved !== wanted) {
       throw new Error(

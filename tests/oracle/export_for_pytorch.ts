@@ -10,7 +10,7 @@ const model = createModel("resnet19", {
   T: 2,
   width: 8,
   seed: 3,
-  surrogate: { positions: [3, 3], width: 16 },
+  modules: { positions: [3, 3], width: 16 },
 });
 await saveSafetensors(Deno.args[0], model);
 await synchronize();

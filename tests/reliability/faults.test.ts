@@ -30,7 +30,7 @@ const OPTIONS: ModelOptions = {
   inChannels: 1,
   widths: [4, 4, 8],
   seed: 3,
-  surrogate: { positions: [1, 1], kernels: [[3]], width: 8 },
+  modules: { positions: [1, 1], kernels: [[3]], width: 8 },
 };
 
 function batches(count: number): HostBatch[] {
