@@ -3,7 +3,7 @@
  * (shuffled from the seed, augmentation in workers), optionally limited to their first samples.
  */
 import type { RunConfig } from "../cli/config.ts";
-import type { AugmentSetting } from "../data/augment.ts";
+import type { AugmentSetting } from "../data/augment/settings.ts";
 import type { Dataset, DatasetOptions } from "../data/dataset.ts";
 import { DataLoader } from "../data/loader.ts";
 import { createDataset } from "../data/registry.ts";

@@ -1,4 +1,4 @@
-/** src/data/augment.ts and rng.ts against PIL / torch (tests/oracle/data_augment.py). */
+/** src/data/augment/ and rng.ts against PIL / torch (tests/oracle/data_augment.py). */
 import assert from "node:assert/strict";
 import { Fixture } from "../helpers.ts";
 import {
@@ -6,22 +6,19 @@ import {
   autoAugmentCifar10,
   autoAugmentMagnitude,
   type AutoAugmentOp,
-  centerCrop,
   CIFAR10_POLICY,
-  crop,
-  cutout,
-  flipHorizontal,
-  type Image,
-  normalize,
-  randomCropWithPadding,
+  torchLinspace,
+} from "../../src/data/augment/autoaugment.ts";
+import { rollPlanes } from "../../src/data/augment/event_frames.ts";
+import { centerCrop, crop, flipHorizontal, randomCropWithPadding } from "../../src/data/augment/geometry.ts";
+import { type Image, roundHalfEven } from "../../src/data/augment/image.ts";
+import { cutout, normalize } from "../../src/data/augment/normalize.ts";
+import {
   randomResizedCropBox,
   resizeBilinear,
   resizedCrop,
   resizeShorterSide,
-  rollPlanes,
-  roundHalfEven,
-  torchLinspace,
-} from "../../src/data/augment.ts";
+} from "../../src/data/augment/resize.ts";
 import { permutation, Rng } from "../../src/data/rng.ts";
 
 const fixture = await Fixture.load("data/augment");
