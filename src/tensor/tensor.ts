@@ -13,10 +13,6 @@ export type TensorData = Float32Array | Int32Array | Uint32Array | Uint16Array;
 
 const BYTES: Record<DType, number> = { f32: 4, f16: 2, i32: 4, u32: 4 };
 
-export function bytesPerElement(dtype: DType): number {
-  return BYTES[dtype];
-}
-
 export function numel(shape: readonly number[]): number {
   let n = 1;
   for (const d of shape) n *= d;
