@@ -161,7 +161,7 @@ export function heatmap(
   const height = margin.top + Math.max(plotH, barH) + margin.bottom;
   const finite = values.flat().filter(Number.isFinite);
   const max = Math.max(0, ...finite) || 1;
-  const decimals = max >= 10 ? 0 : max >= 1 ? 1 : 2;
+  const decimals = max >= 10 ? 0 : max >= 1 ? 2 : 3;
   const parts: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="12">`,
     `<rect width="100%" height="100%" fill="white"/>`,
