@@ -27,7 +27,7 @@ const NAMED = {
 } as const satisfies Record<string, AugmentFlags>;
 
 export type AugmentName = keyof typeof NAMED;
-export const AUGMENT_NAMES = Object.keys(NAMED) as AugmentName[];
+export const AUGMENT_NAMES: readonly AugmentName[] = Object.keys(NAMED) as AugmentName[];
 
 /** A name, a list of names (their union), or explicit flags. */
 export type AugmentSetting = AugmentName | readonly AugmentName[] | AugmentFlags;
