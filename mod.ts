@@ -91,8 +91,8 @@ export { createDataset, DATASET_NAMES } from "./src/data/registry.ts";
 export { DataLoader } from "./src/data/loader.ts";
 export type { Batch, DataLoaderOptions, Dataset, DatasetOptions, Sample } from "./src/data/loader.ts";
 export { Rng } from "./src/data/rng.ts";
-export { augmentFlags } from "./src/data/augment.ts";
-export type { AugmentSetting } from "./src/data/augment.ts";
+export { AUGMENT_NAMES, augmentFlags } from "./src/data/augment/settings.ts";
+export type { AugmentName, AugmentSetting } from "./src/data/augment/settings.ts";
 
 // Profiling
 /** Per-kernel GPU time from timestamp queries. */

@@ -10,7 +10,7 @@ import { DataLoader } from "../src/data/loader.ts";
 import { createDataset } from "../src/data/registry.ts";
 import type { Dataset, DatasetName, DatasetOptions } from "../src/data/dataset.ts";
 import { decodeJpeg } from "../src/data/jpeg.ts";
-import { randomResizedCropBox, resizedCrop } from "../src/data/augment.ts";
+import { randomResizedCropBox, resizedCrop } from "../src/data/augment/resize.ts";
 import { Rng } from "../src/data/rng.ts";
 import { cifarPixels, cifarRecords, npzBytes, writeFile } from "../tests/data/writers.ts";
 

@@ -52,6 +52,10 @@ const BAD: [string[], RegExp][] = [
   [["--sb-kernels", "9"], /--sb-kernels: .*7, 5, 3, 1/],
   [["--sb-places", "3,0"], /--sb-places/],
   [["--augment", "none,cutout"], /--augment: .*none alone/],
+  [
+    ["--augment", "standard,blur"],
+    /--augment: got "standard,blur", expected one of none, standard, autoaugment/,
+  ],
   [["--no-such-flag"], /no-such-flag.*--help/],
   [["--dataset", "cifar10"], /--data-dir: the cifar10 data set needs its folder/],
   [["--test-only"], /--test-only: needs weights/],

@@ -45,6 +45,10 @@ Deno.test("train CLI: a tiny run writes the run folder, resumes, evaluates and e
       assert.ok(Number.isFinite(steps[0][key]), key);
     }
     assert.ok(Object.keys(steps[0].firingRates).length >= 3, "a firing rate per LIF layer");
+    for (const record of [steps[0], epochs[1]]) {
+      const names = Object.keys(record.firingRates);
+      assert.ok(names.every((name) => /^layers\.\d+\.2$/.test(name)), `module paths: ${names}`);
+    }
     assert.equal(epochs.length, 2);
     assert.ok(epochs[1].test && epochs[1].test.top1.length === 3);
     assert.ok(epochs[1].synapticOps! > 0 && epochs[1].energyMicrojoules! > 0);

@@ -5,11 +5,10 @@
 import { parseArgs } from "node:util";
 import { MODEL_NAMES } from "../models/registry.ts";
 import { PRESETS } from "../../pipelines/presets.ts";
+import { AUGMENT_NAMES, type AugmentName, augmentNamesExpected } from "../data/augment/settings.ts";
 
 export const DATASETS = ["mnist", "cifar10", "cifar100", "imagenet", "es-imagenet", "cifar10-dvs"] as const;
 export type DatasetName = typeof DATASETS[number];
-export const AUGMENTS = ["none", "standard", "autoaugment", "cutout"] as const;
-export type Augment = typeof AUGMENTS[number];
 
 export interface RunConfig {
   preset: string;
@@ -39,7 +38,7 @@ export interface RunConfig {
   alpha: number;
   lambda: number;
   surrogate: "dspike" | "sigmoid" | "atan";
-  augment: Augment[];
+  augment: AugmentName[];
   workers: number;
   prefetch: number;
   dropLast: boolean;
@@ -105,7 +104,7 @@ export const FLAGS: Record<string, FlagSpec> = {
   "alpha": { key: "alpha", type: "string", help: "SML weight of module cross-entropy" },
   "lambda": { key: "lambda", type: "string", help: "SML weight of the soft (KL) part" },
   "surrogate": { key: "surrogate", type: "string", help: "LIF surrogate gradient: dspike|sigmoid|atan" },
-  "augment": { key: "augment", type: "string", help: "none|standard|autoaugment,cutout (comma-separated)" },
+  "augment": { key: "augment", type: "string", help: `${AUGMENT_NAMES.join("|")} (comma-separated)` },
   "workers": { key: "workers", type: "string", help: "data loading workers (0: in-process)" },
   "prefetch": { key: "prefetch", type: "string", help: "batches prepared ahead" },
   "drop-last": { key: "dropLast", type: "boolean", help: "drop the last partial training batch" },
@@ -238,8 +237,8 @@ function convert(flag: string, text: string): unknown {
       return choice(flag, text, Object.keys(PRESETS));
     case "augment": {
       const parts = text.split(",").map((s) => s.trim());
-      for (const part of parts) choice(flag, part, AUGMENTS);
-      if (parts.includes("none") && parts.length > 1) fail(flag, text, "none alone, or a list without none");
+      const expected = augmentNamesExpected(parts);
+      if (expected !== null) fail(flag, text, expected);
       return parts;
     }
     case "sb-places": {

@@ -1,11 +1,31 @@
 /**
  * `deno task report <run folder>`: redraws the learning curves of a run (finished or not) from its
- * metrics.jsonl and prints the per-epoch table.
+ * metrics.jsonl and prints the per-epoch table and the last epochs' firing rate of every LIF layer.
  */
 import { type EpochRecord, RunFolder } from "../pipeline/run_folder.ts";
 
+/** How many of the last epochs the firing-rate table shows. */
+const RATE_EPOCHS = 6;
+
 function percent(values: readonly number[] | undefined): string {
   return values ? values.map((v) => v.toFixed(2).padStart(6)).join(" ") : "-";
+}
+
+/** Test firing rate per LIF layer (module path) over the last epochs; old runs name layers `lif#<n>`. */
+function firingRateTable(epochs: readonly EpochRecord[]): string[] {
+  const rated = epochs.filter((r) => Object.keys(r.firingRates).length > 0).slice(-RATE_EPOCHS);
+  if (rated.length === 0) return [];
+  const layers = [...new Set(rated.flatMap((r) => Object.keys(r.firingRates)))];
+  const width = Math.max(5, ...layers.map((name) => name.length));
+  const lines = [
+    `test firing rate per LIF layer (spikes per neuron per step)`,
+    `${"layer".padEnd(width)}  ${rated.map((r) => `epoch ${r.epoch + 1}`.padStart(9)).join(" ")}`,
+  ];
+  for (const layer of layers) {
+    const rates = rated.map((r) => (r.firingRates[layer]?.toFixed(4) ?? "-").padStart(9));
+    lines.push(`${layer.padEnd(width)}  ${rates.join(" ")}`);
+  }
+  return lines;
 }
 
 export async function report(folderPath: string): Promise<string> {
@@ -24,6 +44,7 @@ export async function report(folderPath: string): Promise<string> {
         `${r.energyMicrojoules?.toFixed(2) ?? "-"}`,
     );
   }
+  lines.push(...firingRateTable(epochs));
   lines.push(...plots.map((p) => `wrote ${p}`));
   return lines.join("\n");
 }

@@ -3,16 +3,11 @@
  * (150 MB for CIFAR-10 train) and turned into normalised CHW samples with the reference augmentation:
  * RandomCrop(32, padding 4) -> RandomHorizontalFlip -> [AutoAugment CIFAR-10] -> Normalize -> [Cutout 16].
  */
-import {
-  type AugmentFlags,
-  augmentFlags,
-  autoAugmentCifar10,
-  cutout,
-  flipHorizontal,
-  type Image,
-  normalize,
-  randomCropWithPadding,
-} from "./augment.ts";
+import { autoAugmentCifar10 } from "./augment/autoaugment.ts";
+import { flipHorizontal, randomCropWithPadding } from "./augment/geometry.ts";
+import type { Image } from "./augment/image.ts";
+import { cutout, normalize } from "./augment/normalize.ts";
+import { type AugmentFlags, augmentFlags } from "./augment/settings.ts";
 import {
   type Dataset,
   type DatasetOptions,

@@ -12,7 +12,8 @@
  * Train/test: per class, the files (sorted by name) are shuffled with `splitSeed`; the first
  * ceil(0.9 n) are train (SpikingJelly's split_to_train_test_set rounding), the rest test.
  */
-import { augmentFlags, flipPlanes, interpolateBilinear, rollPlanes } from "./augment.ts";
+import { flipPlanes, interpolateBilinear, rollPlanes } from "./augment/event_frames.ts";
+import { augmentFlags } from "./augment/settings.ts";
 import {
   type Dataset,
   type DatasetOptions,

@@ -1,5 +1,5 @@
 /** The Dataset contract every loader implements, the options the registry accepts, and file helpers. */
-import type { AugmentSetting } from "./augment.ts";
+import type { AugmentSetting } from "./augment/settings.ts";
 import type { Rng } from "./rng.ts";
 
 /** One sample: CHW floats for images, (T, C, H, W) floats for event frames. */

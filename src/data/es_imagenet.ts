@@ -8,7 +8,8 @@
  * Samples are (T, 2, 224, 224) floats, not normalised. T divides 8: with T < 8, each output frame is the
  * union (logical or) of 8 / T consecutive bins. Training augmentation: random horizontal flip.
  */
-import { augmentFlags, flipPlanes } from "./augment.ts";
+import { flipPlanes } from "./augment/event_frames.ts";
+import { augmentFlags } from "./augment/settings.ts";
 import {
   type Dataset,
   type DatasetOptions,

@@ -4,16 +4,10 @@
  * exists, so both splits agree). Train: RandomResizedCrop(224, scale 0.08-1, ratio 3/4-4/3) + flip;
  * evaluation: resize shorter side to 256 (PIL bilinear) + center crop 224. Normalised CHW floats.
  */
-import {
-  type AugmentFlags,
-  augmentFlags,
-  centerCrop,
-  flipHorizontal,
-  normalize,
-  randomResizedCropBox,
-  resizedCrop,
-  resizeShorterSide,
-} from "./augment.ts";
+import { centerCrop, flipHorizontal } from "./augment/geometry.ts";
+import { normalize } from "./augment/normalize.ts";
+import { randomResizedCropBox, resizedCrop, resizeShorterSide } from "./augment/resize.ts";
+import { type AugmentFlags, augmentFlags } from "./augment/settings.ts";
 import {
   type Dataset,
   type DatasetOptions,

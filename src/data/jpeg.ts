@@ -7,7 +7,7 @@
  */
 import jpegJs from "npm:jpeg-js@^0.4.4";
 import decodeWasm, { init as initWasm } from "npm:@jsquash/jpeg@^1.6.0/decode.js";
-import type { Image } from "./augment.ts";
+import type { Image } from "./augment/image.ts";
 
 // The emscripten glue builds an ImageData for its result; Deno has no such global. Only width,
 // height and data are read, so a plain record serves.

@@ -5,14 +5,10 @@
  * 2,000 test samples. Samples are 1x28x28 (or 1x32x32 with pad32, zero pixels added before
  * normalisation as transforms.Pad would), normalised with mean 0.1307, std 0.3081.
  */
-import {
-  type AugmentFlags,
-  augmentFlags,
-  crop,
-  type Image,
-  normalize,
-  randomCropWithPadding,
-} from "./augment.ts";
+import { crop, randomCropWithPadding } from "./augment/geometry.ts";
+import type { Image } from "./augment/image.ts";
+import { normalize } from "./augment/normalize.ts";
+import { type AugmentFlags, augmentFlags } from "./augment/settings.ts";
 import type { Dataset, DatasetOptions, DatasetSpec, Sample } from "./dataset.ts";
 import type { Rng } from "./rng.ts";
 

@@ -8,6 +8,7 @@ import { adaptiveAvgPool2d } from "../ops/pool.ts";
 import { meanOverTime } from "../ops/time.ts";
 import { InitRng } from "../nn/init.ts";
 import { BatchNorm, Conv2d, Lif, Linear } from "../nn/layers.ts";
+import type { LifOptions } from "../ops/lif.ts";
 import { Module, ModuleList } from "../nn/module.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import type { ModelOptions } from "./registry.ts";
@@ -21,14 +22,23 @@ import {
 } from "./attachment.ts";
 import type { SurrogateModule } from "./surrogate_module.ts";
 
+/** conv, bn, lif named 0, 1, 2, as an nn.Sequential would name them (state dict `layers.0.0.weight`). */
 class ConvBnLif extends Module {
   readonly conv: Conv2d;
   readonly bn: BatchNorm;
+  readonly lif: Lif;
 
-  constructor(inChannels: number, outChannels: number, stride: number, rng: InitRng, readonly lif: Lif) {
+  constructor(
+    inChannels: number,
+    outChannels: number,
+    stride: number,
+    rng: InitRng,
+    lif: Omit<LifOptions, "T">,
+  ) {
     super();
     this.conv = this.child(0, new Conv2d(inChannels, outChannels, 3, stride, 1, rng));
     this.bn = this.child(1, new BatchNorm(outChannels));
+    this.lif = this.child(2, new Lif(lif));
   }
 
   forward(x: Tensor, T: number): Tensor {
@@ -55,13 +65,14 @@ export class PlainSpikingCnn extends Module {
     const depth = options.depth ?? 0;
     if (!Number.isInteger(depth) || depth < 0) throw new Error(`plain cnn: depth must be >= 0, got ${depth}`);
     const [w1, w2, w3] = options.widths ?? [64, 64, 128];
-    const lif = new Lif(options.lif);
     const plan: [number, number][] = [[w1, 1], [w2, 2], [w3, 2]];
     for (let i = 0; i < depth; i++) plan.push([w3, 1]);
     this.child("layers", this.layers);
     let channels = options.inChannels ?? 3;
     plan.forEach(([out, stride], i) => {
-      this.layers.add(new ConvBnLif(channels, out, stride, new InitRng(seed, `layers.${i}.0.weight`), lif));
+      this.layers.add(
+        new ConvBnLif(channels, out, stride, new InitRng(seed, `layers.${i}.0.weight`), options.lif ?? {}),
+      );
       channels = out;
     });
     this.linear = this.child(

@@ -87,7 +87,7 @@ export class BasicBlock extends Module {
     stride: number,
     seed: number,
     prefix: string,
-    lif: Lif,
+    lif: Omit<LifOptions, "T">,
   ) {
     super();
     const rng = (name: string) => new InitRng(seed, `${prefix}${name}.weight`);
@@ -100,8 +100,8 @@ export class BasicBlock extends Module {
       this.downsample.add(new Conv2d(inChannels, outChannels, 1, stride, 0, rng("downsample.0")));
       this.downsample.add(new BatchNorm(outChannels));
     }
-    this.lif1 = lif;
-    this.lif2 = lif;
+    this.lif1 = this.child("lif1", new Lif(lif));
+    this.lif2 = this.child("lif2", new Lif(lif));
   }
 
   forward(x: Tensor, T: number): Tensor {
@@ -125,7 +125,10 @@ export class SpikingResNet extends Module {
   readonly linear: Linear;
   readonly linear2?: Linear;
   readonly attached?: Attached;
-  readonly lif: Lif;
+  /** The stem's LIF, after bn1. */
+  readonly lif1: Lif;
+  /** ResNet-19's LIF between linear and linear2. */
+  readonly linearLif?: Lif;
   /** Run the surrogate modules in forward (training); false drops them (inference). */
   useSurrogates = true;
 
@@ -149,7 +152,6 @@ export class SpikingResNet extends Module {
     const stages = STAGES[config.arch].map((s) => ({ ...s, channels: (s.channels * width) / 64 }));
     const imagenet = config.imagenetStem ?? config.numClasses > 200;
     const inChannels = config.inChannels ?? 3;
-    this.lif = new Lif(config.lif);
     const rng = (name: string) => new InitRng(seed, name);
     this.conv1 = this.child(
       "conv1",
@@ -158,18 +160,22 @@ export class SpikingResNet extends Module {
         : new Conv2d(inChannels, width, 3, 1, 1, rng("conv1.weight")),
     );
     this.bn1 = this.child("bn1", new BatchNorm(width));
+    this.lif1 = this.child("lif1", new Lif(config.lif));
     let channels = width;
     stages.forEach((stage, s) => {
       const layer = this.child(`layer${s + 1}`, new ModuleList<BasicBlock>());
       for (let i = 0; i < stage.blocks; i++) {
         const stride = i === 0 ? (s === 0 && imagenet ? 2 : stage.stride) : 1;
         const prefix = `layer${s + 1}.${i}.`;
-        this.blocks.push(layer.add(new BasicBlock(channels, stage.channels, stride, seed, prefix, this.lif)));
+        this.blocks.push(
+          layer.add(new BasicBlock(channels, stage.channels, stride, seed, prefix, config.lif ?? {})),
+        );
         channels = stage.channels;
       }
     });
     if (config.arch === "resnet19") {
       this.linear = this.child("linear", new Linear(channels, channels / 2, rng("linear")));
+      this.linearLif = this.child("linear_lif", new Lif(config.lif));
       this.linear2 = this.child("linear2", new Linear(channels / 2, config.numClasses, rng("linear2")));
     } else {
       this.linear = this.child("linear", new Linear(channels, config.numClasses, rng("linear")));
@@ -208,12 +214,12 @@ export class SpikingResNet extends Module {
   forward(input: Tensor, taps?: AttachmentTaps): ForwardResult {
     const T = this.T;
     let x = foldTime(input, T, this.conv1.inChannels, this.config.arch);
-    x = this.lif.afterBatchNorm(this.bn1, this.conv1.forward(x), T);
+    x = this.lif1.afterBatchNorm(this.bn1, this.conv1.forward(x), T);
     const units = this.blocks.map((block) => (h: Tensor) => block.forward(h, T));
     const run = runUnits(units, x, this.useSurrogates ? this.attached : undefined, T, taps);
     let h = flatten(adaptiveAvgPool2d(run.output, 1));
     h = this.linear.forward(h);
-    if (this.linear2) h = this.linear2.forward(this.lif.forward(h, T));
+    if (this.linearLif && this.linear2) h = this.linear2.forward(this.linearLif.forward(h, T));
     return { logits: meanOverTime(h, T), moduleLogits: run.moduleLogits };
   }
 }

@@ -2,6 +2,8 @@
  * Layer activity during a forward pass: the firing rate of every LIF call and, for every convolution
  * and linear layer, the rate of its input and its multiply-accumulates, from which the synaptic
  * operation count and the energy estimate SNN papers use are derived. Accumulated on the GPU; read once.
+ * Layers are named by their path in the model's module tree, as the state dict names their tensors
+ * (`layer1.0.lif1`, `layers.2.2`).
  *
  * Energy constants (45 nm CMOS, Horowitz 2014, as in most SNN papers): a 32-bit float MAC costs
  * E_MAC = 4.6 pJ, an accumulate (a spike arriving at a synapse) E_AC = 0.9 pJ. A layer whose input is
@@ -14,6 +16,7 @@ import { dispatch } from "../gpu/kernels.ts";
 import { fill } from "../ops/elementwise.ts";
 import { untracked } from "../tensor/scope.ts";
 import type { Tensor } from "../tensor/tensor.ts";
+import type { Module } from "./module.ts";
 
 export const E_MAC_PJ = 4.6;
 export const E_AC_PJ = 0.9;
@@ -29,6 +32,7 @@ interface Site {
 }
 
 export interface LayerActivity {
+  /** The layer's path in the module tree; `Class#index` (call order) for a layer outside the tree. */
   name: string;
   kind: "lif" | "synapse";
   /** Mean over recorded calls of the mean value: firing rate for spikes. */
@@ -46,15 +50,31 @@ export interface ActivityReport {
   energyMicrojoules: number;
 }
 
+/** Every module under `root` by its path (`layer1.0.conv1`), as the state dict composes names. */
+function modulePaths(root: Module): Map<Module, string> {
+  const paths = new Map<Module, string>();
+  const visit = (module: Module, prefix: string) => {
+    for (const [name, child] of module.children()) {
+      if (!paths.has(child)) paths.set(child, prefix + name);
+      visit(child, `${prefix}${name}.`);
+    }
+  };
+  visit(root, "");
+  return paths;
+}
+
 /** Records activity while `run` is active; sites are numbered in call order, the same on every forward. */
 export class ActivityRecorder {
   readonly #sites: Site[] = [];
+  readonly #paths: Map<Module, string>;
   #cursor = 0;
   /** The batch of the running forward and how many of its samples are real (the rest is padding). */
   #samples = { batch: 0, valid: 0 };
   readonly #stats: Tensor;
 
-  constructor() {
+  /** `model` names the layers; without it they are named by kind and call order. */
+  constructor(model?: Module) {
+    this.#paths = model ? modulePaths(model) : new Map();
     this.#stats = untracked(() => fill([MAX_SITES * SLOT_WIDTH], 0, "activity_stats"));
   }
 
@@ -74,22 +94,32 @@ export class ActivityRecorder {
     }
   }
 
-  record(kind: Site["kind"], label: string, x: Tensor, macs: number): void {
+  record(kind: Site["kind"], layer: Module, x: Tensor, macs: number): void {
     const index = this.#cursor++;
     if (index >= MAX_SITES) return;
-    this.#sites[index] ??= { kind, name: `${label}#${index}`, macs };
+    this.#sites[index] ??= { kind, name: this.#siteName(layer, index), macs };
     // The time-folded layout puts T outermost: each of `groups` steps holds the whole batch.
     const { batch, valid } = this.#samples;
     const groups = batch ? x.shape[0] / batch : 1;
     if (!Number.isInteger(groups)) {
       throw new Error(
-        `spikegpu: activity of ${label}: ${x.name} [${x.shape}] is not time steps of ${batch} samples`,
+        `spikegpu: activity of ${
+          this.#sites[index].name
+        }: ${x.name} [${x.shape}] is not time steps of ${batch} samples`,
       );
     }
     const groupSize = x.size / groups;
     const sizes = new Uint32Array(ACTIVITY_UNIFORM_BYTES / 4);
     sizes.set([index * SLOT_WIDTH, groups, groupSize, batch ? (groupSize / batch) * valid : groupSize]);
     dispatch(activityKernel(), [x.buffer, this.#stats.buffer], [1], sizes);
+  }
+
+  /** The layer's path; a layer called more than once per forward gets `#2`, `#3`... on later calls. */
+  #siteName(layer: Module, index: number): string {
+    const path = this.#paths.get(layer);
+    if (path === undefined) return `${layer.constructor.name}#${index}`;
+    const calls = this.#sites.filter((site) => site.name === path || site.name.startsWith(`${path}#`)).length;
+    return calls === 0 ? path : `${path}#${calls + 1}`;
   }
 
   /** Reads the accumulated activity; `T` converts per-step operations to per-sample totals. */
@@ -136,6 +166,6 @@ export function withoutActivity<T>(body: () => T): T {
 }
 
 /** Called by layers; does nothing unless a recorder is running. */
-export function recordActivity(kind: Site["kind"], label: string, x: Tensor, macs = 0): void {
-  active?.record(kind, label, x, macs);
+export function recordActivity(kind: Site["kind"], layer: Module, x: Tensor, macs = 0): void {
+  active?.record(kind, layer, x, macs);
 }

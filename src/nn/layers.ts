@@ -35,7 +35,7 @@ export class Conv2d extends Module {
     const y = conv2d(x, this.weight, { stride: this.stride, padding: this.padding });
     recordActivity(
       "synapse",
-      "conv",
+      this,
       x,
       this.outChannels * this.inChannels * this.kernelSize ** 2 * y.shape[2] * y.shape[3],
     );
@@ -101,7 +101,7 @@ export class Linear extends Module {
   }
 
   forward(x: Tensor): Tensor {
-    recordActivity("synapse", "linear", x, this.inFeatures * this.outFeatures);
+    recordActivity("synapse", this, x, this.inFeatures * this.outFeatures);
     return linear(x, this.weight, this.bias);
   }
 }
@@ -114,14 +114,14 @@ export class Lif extends Module {
 
   forward(x: Tensor, T: number): Tensor {
     const spikes = lif(x, { ...this.options, T });
-    recordActivity("lif", "lif", spikes);
+    recordActivity("lif", this, spikes);
     return spikes;
   }
 
   /** `forward(bn.forward(x) + residual)` (residual optional) in one fused pass: see batchNormLif. */
   afterBatchNorm(bn: BatchNorm, x: Tensor, T: number, residual?: Tensor): Tensor {
     const spikes = bn.forwardIntoLif(x, { ...this.options, T }, residual);
-    recordActivity("lif", "lif", spikes);
+    recordActivity("lif", this, spikes);
     return spikes;
   }
 }

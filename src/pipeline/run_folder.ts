@@ -4,7 +4,7 @@
  */
 import { join } from "node:path";
 import { writeFileAtomic } from "../io/atomic.ts";
-import { lineChart, type Series } from "./plots.ts";
+import { heatmap, lineChart, type Series } from "./plots.ts";
 
 export interface HeadMetrics {
   loss: number;
@@ -21,7 +21,10 @@ export interface StepRecord extends HeadMetrics {
   step: number;
   lr: number;
   imagesPerSecond: number;
-  /** Mean firing rate per LIF call site, recorded during the logged step itself. */
+  /**
+   * Mean firing rate per LIF layer, by its module path (`layer1.0.lif1`), recorded during the logged step
+   * itself. Runs before the module-path names wrote `lif#<call index>`.
+   */
   firingRates: Record<string, number>;
   /** Under mixed precision: the loss scale after this step, and the updates skipped so far (overflow). */
   lossScale?: number;
@@ -36,6 +39,7 @@ export interface EpochRecord {
   seconds: number;
   train: HeadMetrics;
   test: HeadMetrics | null;
+  /** Test firing rate per LIF layer, named as in StepRecord; empty without a test set. */
   firingRates: Record<string, number>;
   /** Per test sample, all time steps, SNN only. */
   synapticOps?: number;
@@ -121,7 +125,7 @@ export class RunFolder {
     });
   }
 
-  /** Renders loss, accuracy and firing-rate curves from the records; returns the files written. */
+  /** Renders loss and accuracy curves and the firing-rate heatmap from the records; returns the files written. */
   async writePlots(records: readonly MetricsRecord[]): Promise<string[]> {
     const steps = records.filter((r): r is StepRecord => r.type === "step");
     const epochs = records.filter((r): r is EpochRecord => r.type === "epoch");
@@ -150,20 +154,21 @@ export class RunFolder {
       "accuracy.svg",
       lineChart(accuracy, { title: "Top-1 accuracy", xLabel: "epoch", yLabel: "%" }),
     ]);
-    const sites = [...new Set(epochs.flatMap((r) => Object.keys(r.firingRates)))];
-    const rates: Series[] = sites.map((site) => ({
-      name: site,
-      points: epochs.flatMap((
-        r,
-      ) => (site in r.firingRates ? [[r.epoch + 1, r.firingRates[site]] as [number, number]] : [])),
-    }));
+    // Layers in call order (the order a record lists them), one heatmap row each.
+    const layers = [...new Set(epochs.flatMap((r) => Object.keys(r.firingRates)))];
+    const rated = epochs.filter((r) => Object.keys(r.firingRates).length > 0);
     charts.push([
       "firing_rates.svg",
-      lineChart(rates.slice(0, 8), {
-        title: "Test firing rate per LIF layer" + (rates.length > 8 ? " (first 8)" : ""),
-        xLabel: "epoch",
-        yLabel: "spikes per neuron per step",
-      }),
+      heatmap(
+        layers,
+        rated.map((r) => r.epoch + 1),
+        layers.map((layer) => rated.map((r) => r.firingRates[layer] ?? NaN)),
+        {
+          title: "Test firing rate per LIF layer",
+          xLabel: "epoch",
+          valueLabel: "spikes per neuron per step",
+        },
+      ),
     ]);
     const written: string[] = [];
     for (const [name, svg] of charts) {

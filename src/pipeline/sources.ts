@@ -3,7 +3,6 @@
  * (shuffled from the seed, augmentation in workers), optionally limited to their first samples.
  */
 import type { RunConfig } from "../cli/config.ts";
-import type { AugmentSetting } from "../data/augment.ts";
 import type { Dataset, DatasetOptions } from "../data/dataset.ts";
 import { DataLoader } from "../data/loader.ts";
 import { createDataset } from "../data/registry.ts";
@@ -14,16 +13,6 @@ export interface Sources {
   test: DataLoader | null;
   /** Channels of one input frame: 1 (MNIST), 3 (images) or 2 (event polarities). */
   inChannels: number;
-}
-
-function augmentSetting(augment: readonly string[]): AugmentSetting {
-  if (augment.includes("none")) return "none";
-  return {
-    crop: augment.includes("standard"),
-    flip: augment.includes("standard"),
-    autoAugment: augment.includes("autoaugment"),
-    cutout: augment.includes("cutout"),
-  };
 }
 
 /** The first `limit` samples of a data set (for smoke runs); loads in-process. */
@@ -42,7 +31,7 @@ function firstSamples(dataset: Dataset, limit: number): Dataset {
 export async function openSources(config: RunConfig): Promise<Sources> {
   const options: DatasetOptions = {
     dataDir: config.dataDir || undefined,
-    augment: augmentSetting(config.augment),
+    augment: config.augment,
   };
   if (config.dataset === "es-imagenet" || config.dataset === "cifar10-dvs") options.T = config.T;
   const trainSet = firstSamples(

@@ -94,7 +94,7 @@ export async function evaluate(
   half = false,
 ): Promise<{ metrics: HeadMetrics; activity: ActivityReport }> {
   const metrics = new MetricsAccumulator(1 + model.surrogates.length);
-  const activity = new ActivityRecorder();
+  const activity = new ActivityRecorder(model);
   try {
     // Every batch runs at the first (full) batch's size: see evalStep.
     let full = 0;
@@ -115,7 +115,7 @@ export async function runTraining(run: TrainingRun): Promise<RunSummary> {
   const heads = 1 + model.surrogates.length;
   const stepMetrics = new MetricsAccumulator(heads);
   const epochMetrics = new MetricsAccumulator(heads);
-  const activity = new ActivityRecorder();
+  const activity = new ActivityRecorder(model);
   // Under loss scaling a non-finite gradient only skips its step; the weights must still stay finite.
   const watch = new FiniteWatch({ gradients: !scaler });
   const watchedOptimizer = watch.watch(optimizer, () => progress.step + 1);

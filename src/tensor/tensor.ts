@@ -13,10 +13,6 @@ export type TensorData = Float32Array | Int32Array | Uint32Array | Uint16Array;
 
 const BYTES: Record<DType, number> = { f32: 4, f16: 2, i32: 4, u32: 4 };
 
-export function bytesPerElement(dtype: DType): number {
-  return BYTES[dtype];
-}
-
 export function numel(shape: readonly number[]): number {
   let n = 1;
   for (const d of shape) n *= d;
@@ -192,29 +188,21 @@ function toTyped(data: readonly number[], dtype: DType): TensorData {
   }
 }
 
-const conversion = new DataView(new ArrayBuffer(4));
+/** One f16 and its bits: the platform's Float16Array converts as IEEE 754 does. */
+const half = new Float16Array(1);
+const halfBits = new Uint16Array(half.buffer);
 
+/** The value of f16 bits. */
 export function halfToFloat(bits: number): number {
-  const sign = bits & 0x8000 ? -1 : 1;
-  const exponent = (bits >> 10) & 0x1f;
-  const fraction = bits & 0x3ff;
-  if (exponent === 0) return sign * fraction * 2 ** -24;
-  if (exponent === 31) return fraction ? NaN : sign * Infinity;
-  return sign * (1 + fraction / 1024) * 2 ** (exponent - 15);
+  halfBits[0] = bits;
+  return half[0];
 }
 
+/**
+ * The f16 bits of a value as torch's .half() and the GPU's toHalf compute them: rounded to float32
+ * first, then to the nearest f16 with ties to even, overflowing to infinity.
+ */
 export function floatToHalf(value: number): number {
-  conversion.setFloat32(0, value);
-  const bits = conversion.getUint32(0);
-  const sign = (bits >>> 16) & 0x8000;
-  const exponent = ((bits >>> 23) & 0xff) - 127 + 15;
-  const mantissa = bits & 0x7fffff;
-  if (((bits >>> 23) & 0xff) === 0xff) return sign | 0x7c00 | (mantissa ? 0x200 : 0);
-  if (exponent >= 31) return sign | 0x7c00;
-  if (exponent <= 0) {
-    if (exponent < -10) return sign;
-    const m = (mantissa | 0x800000) >> (1 - exponent);
-    return sign | ((m + 0x1000) >> 13);
-  }
-  return sign | (exponent << 10) | ((mantissa + 0x1000) >> 13);
+  half[0] = Math.fround(value);
+  return halfBits[0];
 }

@@ -1,4 +1,4 @@
-/** src/data/augment.ts and rng.ts against PIL / torch (tests/oracle/data_augment.py). */
+/** src/data/augment/ and rng.ts against PIL / torch (tests/oracle/data_augment.py). */
 import assert from "node:assert/strict";
 import { Fixture } from "../helpers.ts";
 import {
@@ -6,22 +6,25 @@ import {
   autoAugmentCifar10,
   autoAugmentMagnitude,
   type AutoAugmentOp,
-  centerCrop,
   CIFAR10_POLICY,
-  crop,
-  cutout,
-  flipHorizontal,
-  type Image,
-  normalize,
-  randomCropWithPadding,
+  torchLinspace,
+} from "../../src/data/augment/autoaugment.ts";
+import { rollPlanes } from "../../src/data/augment/event_frames.ts";
+import { centerCrop, crop, flipHorizontal, randomCropWithPadding } from "../../src/data/augment/geometry.ts";
+import { type Image, roundHalfEven } from "../../src/data/augment/image.ts";
+import { cutout, normalize } from "../../src/data/augment/normalize.ts";
+import {
   randomResizedCropBox,
   resizeBilinear,
   resizedCrop,
   resizeShorterSide,
-  rollPlanes,
-  roundHalfEven,
-  torchLinspace,
-} from "../../src/data/augment.ts";
+} from "../../src/data/augment/resize.ts";
+import {
+  AUGMENT_NAMES,
+  augmentFlags,
+  type AugmentName,
+  augmentNamesExpected,
+} from "../../src/data/augment/settings.ts";
 import { permutation, Rng } from "../../src/data/rng.ts";
 
 const fixture = await Fixture.load("data/augment");
@@ -259,4 +262,24 @@ Deno.test("rollPlanes equals torch.roll", () => {
   const planes = Float32Array.from({ length: 12 }, (_, i) => i); // (1, 3, 4)
   // torch.roll(arange(12).view(3,4), shifts=(1, -1), dims=(0, 1))
   assert.deepEqual(Array.from(rollPlanes(planes, 1, 3, 4, 1, -1)), [9, 10, 11, 8, 1, 2, 3, 0, 5, 6, 7, 4]);
+});
+
+Deno.test("augment names: one vocabulary for --augment, presets and DatasetOptions", () => {
+  const off = { crop: false, flip: false, autoAugment: false, cutout: false };
+  assert.deepEqual(augmentFlags(undefined), { ...off, crop: true, flip: true });
+  assert.deepEqual(augmentFlags("none"), off);
+  assert.deepEqual(augmentFlags(["none"]), off);
+  assert.deepEqual(augmentFlags(["standard", "cutout"]), { ...off, crop: true, flip: true, cutout: true });
+  assert.deepEqual(augmentFlags(["autoaugment"]), { ...off, autoAugment: true });
+  assert.deepEqual(augmentFlags("reference"), augmentFlags(["standard", "autoaugment", "cutout"]));
+  assert.deepEqual(augmentFlags({ flip: true }), { ...off, flip: true });
+  assert.equal(augmentNamesExpected(["standard", "cutout"]), null);
+  assert.match(augmentNamesExpected(["blur"])!, /one of none, standard, autoaugment, cutout, reference/);
+  assert.match(augmentNamesExpected(["none", "cutout"])!, /none alone/);
+  assert.throws(
+    () => augmentFlags(["standard", "blur" as AugmentName]),
+    /augment: got .*blur.*expected one of/,
+  );
+  assert.throws(() => augmentFlags(["none", "cutout"]), /none alone/);
+  assert.deepEqual(AUGMENT_NAMES, ["none", "standard", "autoaugment", "cutout", "reference"]);
 });

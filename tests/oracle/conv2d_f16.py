@@ -4,7 +4,8 @@ conv2d_f16_<case>: x, weight and the upstream gradient `up` as f32; out, grad_x 
 float64 from their f16 roundings (torch's .half(): round to nearest even, overflow to infinity), as a
 kernel that multiplies f16 operands exactly and accumulates in f32 computes them up to f32 roundoff; and
 out_f32, the plain f32 output, so the test can check that the rounding is visible at its tolerance.
-half_rounding: f32 values around every edge of the conversion and their f16 bit patterns.
+half_rounding: f32 values around every edge of the conversion and their f16 bit patterns (checked against the GPU's
+toHalf in tests/autocast.test.ts and the CPU's floatToHalf in tests/half.test.ts).
 """
 import struct
 

@@ -1,4 +1,4 @@
-"""Oracle for src/data/augment.ts and rng.ts: what torchvision computes on PIL images, written with PIL
+"""Oracle for src/data/augment/ and rng.ts: what torchvision computes on PIL images, written with PIL
 itself (torchvision is not installed, so its few lines of glue are restated here: the inverse affine
 matrix, AutoAugment's magnitude bins, resize / center-crop sizing). Writes tests/fixtures/data/augment.safetensors.
 
