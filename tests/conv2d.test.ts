@@ -15,7 +15,7 @@ import { conv2d, dispatchConvPlan } from "../src/ops/conv2d.ts";
 import { Tape } from "../src/tensor/tape.ts";
 import { Tensor } from "../src/tensor/tensor.ts";
 import { assertPlansMatch } from "./conv_plan_check.ts";
-import { assertClose, assertTensorClose, Fixture, FORWARD, GRADIENT, setupGpu } from "./helpers.ts";
+import { assertClose, assertTensorClose, Fixture, FORWARD, GRADIENT, setupGpu, TestRng } from "./helpers.ts";
 
 const CASES = [
   "k1",
@@ -181,13 +181,9 @@ for (const [name, tilings] of KERNEL_CASES) {
   });
 }
 
-/** Deterministic values in [-1, 1). */
+/** Values in [-1, 1). */
 function values(count: number, seed: number): Float32Array {
-  let state = seed >>> 0;
-  return Float32Array.from({ length: count }, () => {
-    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-    return state / 2 ** 31 - 1;
-  });
+  return new TestRng(seed).uniforms(count);
 }
 
 /** Output, input gradient and weight gradient for upstream gradient `up`, accumulated in f64. */

@@ -1,6 +1,7 @@
 /** Shared test plumbing: the GPU, oracle fixtures, and tolerance checks. */
 import { AssertionError } from "node:assert/strict";
 import { fileURLToPath } from "node:url";
+import { Rng } from "../src/data/rng.ts";
 import { initGpu } from "../src/gpu/device.ts";
 import { type NamedArray, readSafetensors } from "../src/io/safetensors.ts";
 import { Tensor } from "../src/tensor/tensor.ts";
@@ -31,6 +32,53 @@ export const TINY_CLI = [
   "--log-every",
   "1",
 ];
+
+/**
+ * The one generator of test data: the library's seeded xoshiro128** (src/data/rng.ts) with array helpers,
+ * so every test's values are reproducible from its seed keys and no test carries a generator of its own.
+ */
+export class TestRng {
+  readonly #rng: Rng;
+
+  /** Equal keys give equal streams (e.g. `new TestRng(11, shape.length, T)`). */
+  constructor(...keys: number[]) {
+    this.#rng = Rng.seeded(...keys);
+  }
+
+  /** A uniform number in [low, high). */
+  uniform(low = 0, high = 1): number {
+    return this.#rng.uniform(low, high);
+  }
+
+  /** `count` uniform float32 values in [low, high). */
+  uniforms(count: number, low = -1, high = 1): Float32Array<ArrayBuffer> {
+    return Float32Array.from({ length: count }, () => this.#rng.uniform(low, high));
+  }
+
+  /** `count` normal float32 values (Box-Muller) of the given mean and standard deviation. */
+  normals(count: number, mean = 0, std = 1): Float32Array<ArrayBuffer> {
+    return Float32Array.from({ length: count }, () => {
+      // 1 - float() lies in (0, 1], so the logarithm stays finite.
+      const radius = Math.sqrt(-2 * Math.log(1 - this.#rng.float()));
+      return mean + std * radius * Math.cos(2 * Math.PI * this.#rng.float());
+    });
+  }
+
+  /** A uniform integer in [0, n). */
+  int(n: number): number {
+    return this.#rng.int(n);
+  }
+
+  /** `count` uniform integers in [0, n), e.g. class labels. */
+  ints(count: number, n: number): Int32Array<ArrayBuffer> {
+    return Int32Array.from({ length: count }, () => this.#rng.int(n));
+  }
+
+  /** A fresh 32-bit seed key, to derive an independent generator. */
+  key(): number {
+    return this.#rng.nextUint32();
+  }
+}
 
 export const FIXTURES = fileURLToPath(new URL("./fixtures/", import.meta.url));
 

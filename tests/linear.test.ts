@@ -12,7 +12,7 @@ import { dispatch } from "../src/gpu/kernels.ts";
 import { linear } from "../src/ops/linear.ts";
 import { Tape } from "../src/tensor/tape.ts";
 import { Tensor } from "../src/tensor/tensor.ts";
-import { assertClose, assertTensorClose, Fixture, FORWARD, GRADIENT, setupGpu } from "./helpers.ts";
+import { assertClose, assertTensorClose, Fixture, FORWARD, GRADIENT, setupGpu, TestRng } from "./helpers.ts";
 
 for (const label of ["odd", "batch1", "nobias"]) {
   Deno.test(`linear ${label}: output and gradients of x, W, b match PyTorch`, async () => {
@@ -64,15 +64,9 @@ Deno.test("linear: mismatched shapes throw naming the tensors", async () => {
   for (const t of [x, weight, bias, goodWeight]) t.dispose();
 });
 
-/** Deterministic values in [-1, 1) without a fixture: the GEMM itself is checked against float64 sums. */
+/** Values in [-1, 1) without a fixture: the GEMM itself is checked against float64 sums. */
 function pseudoRandom(n: number, seed: number): Float32Array<ArrayBuffer> {
-  const values = new Float32Array(n);
-  let state = seed;
-  for (let i = 0; i < n; i++) {
-    state = (state * 1103515245 + 12345) % 2147483648;
-    values[i] = state / 1073741824 - 1;
-  }
-  return values;
+  return new TestRng(seed).uniforms(n);
 }
 
 /** A, B (and both stored transposed) and bias on the GPU, with the float64 products of every combination. */

@@ -3,7 +3,6 @@
  * M more steps equals N+M uninterrupted steps bit for bit. A checkpoint also resumes at another T.
  */
 import assert from "node:assert/strict";
-import { Rng } from "../src/data/rng.ts";
 import { decodeCheckpoint, encodeCheckpoint } from "../src/io/checkpoint.ts";
 import { createModel, type ModelOptions } from "../src/models/registry.ts";
 import { createOptimizer } from "../src/optim/optimizer.ts";
@@ -11,7 +10,7 @@ import { MetricsAccumulator } from "../src/pipeline/metrics.ts";
 import { captureCheckpoint, restoreCheckpoint, type StateSources } from "../src/pipeline/training_state.ts";
 import { type HostBatch, trainStep } from "../src/pipeline/train_step.ts";
 import { synchronize } from "../src/gpu/kernels.ts";
-import { setupGpu } from "./helpers.ts";
+import { setupGpu, TestRng } from "./helpers.ts";
 
 const OPTIONS: ModelOptions = {
   numClasses: 4,
@@ -23,11 +22,11 @@ const OPTIONS: ModelOptions = {
 };
 
 function batches(count: number): HostBatch[] {
-  const rng = Rng.seeded(99);
+  const rng = new TestRng(99);
   return Array.from({ length: count }, () => ({
-    data: Float32Array.from({ length: 4 * 12 * 12 }, () => rng.float() * 2 - 0.5),
+    data: rng.uniforms(4 * 12 * 12, -0.5, 1.5),
     shape: [4, 1, 12, 12],
-    labels: Int32Array.from({ length: 4 }, () => rng.int(4)),
+    labels: rng.ints(4, 4),
   }));
 }
 
