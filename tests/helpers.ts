@@ -4,6 +4,7 @@ import { fileURLToPath } from "node:url";
 import { Rng } from "../src/data/rng.ts";
 import { initGpu } from "../src/gpu/device.ts";
 import { type NamedArray, readSafetensors } from "../src/io/safetensors.ts";
+import { Tape } from "../src/tensor/tape.ts";
 import { Tensor } from "../src/tensor/tensor.ts";
 
 /**
@@ -199,4 +200,67 @@ export async function assertTensorClose(
     });
   }
   assertClose(await tensor.readFloat(), fixture.floats(key), tolerance, `${fixture.name}/${key}`);
+}
+
+/** What `checkOp` runs and compares; keys name fixture arrays. */
+export interface OpCheck {
+  /**
+   * The op's inputs: a name -> fixture key map (or a list of keys used as their own names). Each is
+   * uploaded as a tensor (integer arrays as i32).
+   */
+  inputs: Record<string, string> | string[];
+  /** Inputs whose gradient is checked: input name -> fixture key of the expected gradient. */
+  grads?: Record<string, string>;
+  /** Inputs that require grad but must receive none (e.g. a teacher behind a stop-gradient). */
+  noGrads?: string[];
+  /** The op on the uploaded inputs; returns what to compare, by fixture key, each checked forward. */
+  run: (inputs: Record<string, Tensor>) => Record<string, Tensor>;
+  /** Which output to back-propagate (default: the first). */
+  backward?: string;
+  /** Fixture key of the upstream gradient; without it the back-propagated output is seeded with ones. */
+  up?: string;
+}
+
+/**
+ * "This op matches PyTorch's fixture" in one call (after tinygrad's test_ops helper): uploads the fixture
+ * inputs, runs the op on a tape, checks every output's shape and values (FORWARD), back-propagates and
+ * checks the gradient of each input in `grads` (GRADIENT) and that inputs in `noGrads`, and any input
+ * without an expected gradient, got none. Frees what it made.
+ */
+export async function checkOp(f: Fixture, check: OpCheck): Promise<void> {
+  const keys = Array.isArray(check.inputs)
+    ? Object.fromEntries(check.inputs.map((k) => [k, k]))
+    : check.inputs;
+  const grads = check.grads ?? {};
+  const inputs: Record<string, Tensor> = {};
+  for (const [name, key] of Object.entries(keys)) {
+    const requiresGrad = name in grads || (check.noGrads ?? []).includes(name);
+    inputs[name] = f.get(key).dtype.startsWith("I")
+      ? Tensor.fromData(f.ints(key), f.shape(key), { name: key, dtype: "i32" })
+      : f.tensor(key, { requiresGrad });
+  }
+  const up = check.up ? f.tensor(check.up) : undefined;
+  const tape = new Tape();
+  try {
+    const outputs = tape.run(() => check.run(inputs));
+    for (const [key, tensor] of Object.entries(outputs)) {
+      if (tensor.shape.join() !== f.shape(key).join()) {
+        throw new AssertionError({
+          message: `${f.name}/${key}: shape [${tensor.shape.join(", ")}] vs expected [${
+            f.shape(key).join(", ")
+          }]`,
+        });
+      }
+      await assertTensorClose(tensor, f, key, FORWARD);
+    }
+    if (Object.keys(grads).length === 0) return;
+    tape.backward(outputs[check.backward ?? Object.keys(outputs)[0]], up);
+    for (const [name, tensor] of Object.entries(inputs)) {
+      if (name in grads) await assertTensorClose(tensor.grad, f, grads[name], GRADIENT);
+      else if (tensor.grad) throw new AssertionError({ message: `${f.name}: ${name} got a gradient` });
+    }
+  } finally {
+    tape.dispose();
+    for (const tensor of [...Object.values(inputs), up]) tensor?.dispose();
+  }
 }

@@ -2,7 +2,16 @@ import assert from "node:assert/strict";
 import { lif, type LifOptions, lifSmoothForGradientCheck, type Surrogate } from "../src/ops/lif.ts";
 import { noGrad, Tape } from "../src/tensor/tape.ts";
 import { Tensor } from "../src/tensor/tensor.ts";
-import { assertClose, assertTensorClose, Fixture, FORWARD, GRADIENT, setupGpu, TestRng } from "./helpers.ts";
+import {
+  assertClose,
+  assertTensorClose,
+  checkOp,
+  Fixture,
+  FORWARD,
+  GRADIENT,
+  setupGpu,
+  TestRng,
+} from "./helpers.ts";
 
 const SURROGATES: Surrogate[] = ["dspike", "sigmoid", "atan"];
 
@@ -17,18 +26,14 @@ for (const label of ["t1_4d", "t2_2d_batch1", "t4_4d", "t4_2d_batch1", "t4_param
   Deno.test(`lif ${label}: spikes and BPTT gradients match PyTorch for every surrogate`, async () => {
     await setupGpu();
     const f = await Fixture.load(`lif_${label}`);
-    const up = f.tensor("up");
     for (const surrogate of SURROGATES) {
-      const x = f.tensor("x", { requiresGrad: true });
-      const tape = new Tape();
-      const spikes = tape.run(() => lif(x, fixtureOptions(f, surrogate)));
-      await assertTensorClose(spikes, f, "spikes", FORWARD);
-      tape.backward(spikes, up);
-      await assertTensorClose(x.grad, f, `grad_${surrogate}`, GRADIENT);
-      tape.dispose();
-      x.dispose();
+      await checkOp(f, {
+        inputs: ["x"],
+        grads: { x: `grad_${surrogate}` },
+        up: "up",
+        run: ({ x }) => ({ spikes: lif(x, fixtureOptions(f, surrogate)) }),
+      });
     }
-    up.dispose();
   });
 }
 
