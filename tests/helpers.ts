@@ -264,3 +264,33 @@ export async function checkOp(f: Fixture, check: OpCheck): Promise<void> {
     for (const tensor of [...Object.values(inputs), up]) tensor?.dispose();
   }
 }
+
+/**
+ * Checks a deep-SNN fixture's record of why it holds on any adapter (tests/oracle/margins.py): no float64
+ * membrane potential lies within `margin.required` (at least `least`, the margin this test states) of
+ * the threshold or of the surrogate region's edges, and float32 replays with every stored value moved by
+ * up to 2 ulps fired the same spikes and stayed within the FORWARD and GRADIENT tolerances.
+ */
+export function assertMargins(f: Fixture, least: number): void {
+  const value = (key: string) => f.floats(`margin.${key}`)[0];
+  const required = value("required");
+  const at = `${f.name}: margin`;
+  if (!(required >= Math.fround(least))) {
+    throw new AssertionError({ message: `${at}.required ${required} is below the stated ${least}` });
+  }
+  for (const edge of ["threshold", "region"]) {
+    if (!(value(edge) >= required)) {
+      throw new AssertionError({ message: `${at}.${edge} ${value(edge)} is within ${required}` });
+    }
+  }
+  if (value("replay_flips") !== 0) {
+    throw new AssertionError({
+      message: `${at}: its float32 replays flipped ${value("replay_flips")} spikes`,
+    });
+  }
+  for (const ratio of ["replay_ratio_forward", "replay_ratio_gradient"]) {
+    if (!(value(ratio) <= 1)) {
+      throw new AssertionError({ message: `${at}.${ratio} ${value(ratio)}: a replay misses the tolerance` });
+    }
+  }
+}
