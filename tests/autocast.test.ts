@@ -7,9 +7,8 @@ import assert from "node:assert/strict";
 import type { ConvGeometry, DirectTile, DirectWeightTile, GemmTile } from "../kernels/conv2d.ts";
 import { autocast, autocastActive, toHalf } from "../src/ops/autocast.ts";
 import { conv2d } from "../src/ops/conv2d.ts";
-import { Tape } from "../src/tensor/tape.ts";
 import { assertPlansMatch } from "./conv_plan_check.ts";
-import { assertTensorClose, compare, Fixture, FORWARD, GRADIENT, setupGpu } from "./helpers.ts";
+import { checkOp, compare, Fixture, FORWARD, setupGpu } from "./helpers.ts";
 
 Deno.test("toHalf rounds f32 to f16 bit for bit as torch's .half() (ties to even, subnormals, overflow)", async () => {
   await setupGpu();
@@ -49,19 +48,17 @@ for (const name of CASES) {
     // The test must tell f16 operands from f32 ones: here the f32 output misses by 5x to 10x the tolerance.
     assert.ok(compare(f.floats("out_f32"), f.floats("out"), FORWARD).ratio > 4);
     const [stride, padding] = f.ints("config");
-    const x = f.tensor("x", { requiresGrad: true });
-    const weight = f.tensor("weight", { requiresGrad: true });
-    const up = f.tensor("up");
-    const tape = new Tape();
-    const out = tape.run(() => autocast(() => conv2d(x, weight, { stride, padding })));
-    assert.equal(out.dtype, "f32");
-    await assertTensorClose(out, f, "out", FORWARD);
     // The backward runs outside autocast and still uses the f16 kernels its forward chose.
-    tape.backward(out, up);
-    await assertTensorClose(x.grad, f, "grad_x", GRADIENT);
-    await assertTensorClose(weight.grad, f, "grad_weight", GRADIENT);
-    tape.dispose();
-    for (const t of [x, weight, up]) t.dispose();
+    await checkOp(f, {
+      inputs: ["x", "weight"],
+      grads: { x: "grad_x", weight: "grad_weight" },
+      up: "up",
+      run: ({ x, weight }) => {
+        const out = autocast(() => conv2d(x, weight, { stride, padding }));
+        assert.equal(out.dtype, "f32");
+        return { out };
+      },
+    });
   });
 }
 

@@ -1,8 +1,7 @@
 import assert from "node:assert/strict";
 import { batchNorm, type BatchNormOptions, type BatchNormState } from "../src/ops/batch_norm.ts";
-import { Tape } from "../src/tensor/tape.ts";
 import { Tensor } from "../src/tensor/tensor.ts";
-import { assertTensorClose, Fixture, FORWARD, GRADIENT, setupGpu } from "./helpers.ts";
+import { assertTensorClose, checkOp, Fixture, FORWARD, setupGpu } from "./helpers.ts";
 
 /** The fixture's parameters and running statistics as fresh tensors (weight and bias need grads). */
 function stateFrom(f: Fixture): BatchNormState {
@@ -37,21 +36,23 @@ for (const label of CASES) {
   Deno.test(`batch_norm ${label}: output, running statistics and gradients match PyTorch`, async () => {
     await setupGpu();
     const f = await Fixture.load(`batch_norm_${label}`);
-    const x = f.tensor("x", { requiresGrad: true });
-    const up = f.tensor("up");
-    const state = stateFrom(f);
-    const tape = new Tape();
-    const y = tape.run(() => batchNorm(x, state, optionsFrom(f)));
-    await assertTensorClose(y, f, "y", FORWARD);
-    await assertTensorClose(state.runningMean, f, "running_mean_after", FORWARD);
-    await assertTensorClose(state.runningVar, f, "running_var_after", FORWARD);
-    tape.backward(y, up);
-    await assertTensorClose(x.grad, f, "grad_x", GRADIENT);
-    await assertTensorClose(state.weight.grad, f, "grad_weight", GRADIENT);
-    await assertTensorClose(state.bias.grad, f, "grad_bias", GRADIENT);
-    tape.dispose();
-    disposeState(state);
-    for (const t of [x, up]) t.dispose();
+    await checkOp(f, {
+      inputs: {
+        x: "x",
+        weight: "weight",
+        bias: "bias",
+        runningMean: "running_mean",
+        runningVar: "running_var",
+      },
+      grads: { x: "grad_x", weight: "grad_weight", bias: "grad_bias" },
+      up: "up",
+      // The running statistics are updated in place by the forward.
+      run: ({ x, weight, bias, runningMean, runningVar }) => ({
+        y: batchNorm(x, { weight, bias, runningMean, runningVar }, optionsFrom(f)),
+        running_mean_after: runningMean,
+        running_var_after: runningVar,
+      }),
+    });
   });
 }
 
@@ -72,18 +73,20 @@ Deno.test("batch_norm: without a tape it records nothing but still updates the r
 Deno.test("batch_norm: an input that needs no gradient still gives the weight and bias theirs", async () => {
   await setupGpu();
   const f = await Fixture.load("batch_norm_2d_train_chunks");
-  const x = f.tensor("x");
-  const up = f.tensor("up");
-  const state = stateFrom(f);
-  const tape = new Tape();
-  const y = tape.run(() => batchNorm(x, state, optionsFrom(f)));
-  tape.backward(y, up);
-  assert.equal(x.grad, null);
-  await assertTensorClose(state.weight.grad, f, "grad_weight", GRADIENT);
-  await assertTensorClose(state.bias.grad, f, "grad_bias", GRADIENT);
-  tape.dispose();
-  disposeState(state);
-  for (const t of [x, up]) t.dispose();
+  await checkOp(f, {
+    inputs: {
+      x: "x",
+      weight: "weight",
+      bias: "bias",
+      runningMean: "running_mean",
+      runningVar: "running_var",
+    },
+    grads: { weight: "grad_weight", bias: "grad_bias" },
+    up: "up",
+    run: ({ x, weight, bias, runningMean, runningVar }) => ({
+      y: batchNorm(x, { weight, bias, runningMean, runningVar }, optionsFrom(f)),
+    }),
+  });
 });
 
 Deno.test("batch_norm: one value per channel in training and mismatched state are rejected", async () => {

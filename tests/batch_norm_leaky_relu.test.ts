@@ -4,12 +4,11 @@
  * statistics and gradients (LeakyReLU's gradient reads the sign of its output instead of its input).
  */
 import assert from "node:assert/strict";
-import { Rng } from "../src/data/rng.ts";
 import { batchNorm, batchNormLeakyRelu, type BatchNormState } from "../src/ops/batch_norm.ts";
 import { leakyRelu } from "../src/ops/elementwise.ts";
 import { Tape } from "../src/tensor/tape.ts";
 import { Tensor } from "../src/tensor/tensor.ts";
-import { setupGpu } from "./helpers.ts";
+import { setupGpu, TestRng } from "./helpers.ts";
 
 const CASES = [
   { label: "BatchNorm2d, training", shape: [4, 3, 5, 6], training: true },
@@ -17,18 +16,14 @@ const CASES = [
   { label: "BatchNorm2d, evaluation", shape: [3, 5, 4, 4], training: false },
 ];
 
-function values(rng: Rng, count: number, low: number, high: number): Float32Array {
-  return Float32Array.from({ length: count }, () => rng.uniform(low, high));
-}
-
 async function run(shape: number[], training: boolean, fused: boolean) {
-  const rng = Rng.seeded(5, shape.length);
+  const rng = new TestRng(5, shape.length);
   const size = shape.reduce((a, b) => a * b);
   const channels = shape[1];
-  const x = Tensor.fromData(values(rng, size, -2, 3), shape, { name: "x", requiresGrad: true });
-  const up = Tensor.fromData(values(rng, size, -1, 1), shape, { name: "up" });
+  const x = Tensor.fromData(rng.uniforms(size, -2, 3), shape, { name: "x", requiresGrad: true });
+  const up = Tensor.fromData(rng.uniforms(size, -1, 1), shape, { name: "up" });
   const make = (name: string, low: number, high: number, requiresGrad = false) =>
-    Tensor.fromData(values(rng, channels, low, high), [channels], { name, requiresGrad });
+    Tensor.fromData(rng.uniforms(channels, low, high), [channels], { name, requiresGrad });
   const bn: BatchNormState = {
     weight: make("weight", 0.5, 1.5, true),
     bias: make("bias", -0.5, 0.5, true),

@@ -3,7 +3,6 @@
  * batch-norm and LIF tests check against PyTorch: the same spikes, running statistics and gradients.
  */
 import assert from "node:assert/strict";
-import { Rng } from "../src/data/rng.ts";
 import { batchNorm, type BatchNormOptions, type BatchNormState } from "../src/ops/batch_norm.ts";
 import { MAX_RECOMPUTED_STEPS } from "../kernels/lif.ts";
 import { poolStats, roundedSize } from "../src/gpu/pool.ts";
@@ -12,7 +11,7 @@ import { add } from "../src/ops/elementwise.ts";
 import { lif, type LifOptions } from "../src/ops/lif.ts";
 import { Tape } from "../src/tensor/tape.ts";
 import { Tensor } from "../src/tensor/tensor.ts";
-import { assertClose, GRADIENT, setupGpu } from "./helpers.ts";
+import { assertClose, GRADIENT, setupGpu, TestRng } from "./helpers.ts";
 
 interface Case {
   label: string;
@@ -31,32 +30,27 @@ const CASES: Case[] = [
   { label: "T=17, 2-D, residual, training", shape: [34, 3, 2, 3], T: 17, residual: true, training: true },
 ];
 
-function values(rng: Rng, count: number, low: number, high: number): Float32Array {
-  return Float32Array.from({ length: count }, () => rng.uniform(low, high));
-}
-
 /** Fresh parameters and running statistics, the same for both paths. */
-function state(rng: Rng, channels: number): BatchNormState {
+function state(rng: TestRng, channels: number): BatchNormState {
   const make = (name: string, data: Float32Array, requiresGrad = false) =>
     Tensor.fromData(data, [channels], { name, requiresGrad });
-  const seed = rng.nextUint32();
-  const r = Rng.seeded(seed);
+  const r = new TestRng(rng.key());
   return {
-    weight: make("weight", values(r, channels, 0.5, 1.5), true),
-    bias: make("bias", values(r, channels, 0.2, 1.2), true),
-    runningMean: make("running_mean", values(r, channels, -0.5, 0.5)),
-    runningVar: make("running_var", values(r, channels, 0.5, 2)),
+    weight: make("weight", r.uniforms(channels, 0.5, 1.5), true),
+    bias: make("bias", r.uniforms(channels, 0.2, 1.2), true),
+    runningMean: make("running_mean", r.uniforms(channels, -0.5, 0.5)),
+    runningVar: make("running_var", r.uniforms(channels, 0.5, 2)),
   };
 }
 
 async function run(c: Case, fused: boolean) {
-  const rng = Rng.seeded(11, c.shape.length, c.T);
+  const rng = new TestRng(11, c.shape.length, c.T);
   const size = c.shape.reduce((a, b) => a * b);
-  const x = Tensor.fromData(values(rng, size, -2, 3), c.shape, { name: "x", requiresGrad: true });
+  const x = Tensor.fromData(rng.uniforms(size, -2, 3), c.shape, { name: "x", requiresGrad: true });
   const residual = c.residual
-    ? Tensor.fromData(values(rng, size, -0.5, 1), c.shape, { name: "residual", requiresGrad: true })
+    ? Tensor.fromData(rng.uniforms(size, -0.5, 1), c.shape, { name: "residual", requiresGrad: true })
     : undefined;
-  const up = Tensor.fromData(values(rng, size, -1, 1), c.shape, { name: "up" });
+  const up = Tensor.fromData(rng.uniforms(size, -1, 1), c.shape, { name: "up" });
   const bn = state(rng, c.shape[1]);
   const bnOptions: BatchNormOptions = { training: c.training, momentum: 0.1, eps: 1e-5 };
   const lifOptions: LifOptions = { T: c.T, tau: 0.5, threshold: 1, surrogate: "dspike" };
@@ -113,7 +107,7 @@ Deno.test("batchNormLif: a residual of another shape is refused with both shapes
   await setupGpu();
   const x = Tensor.fromData(new Float32Array(2 * 3 * 4), [2, 3, 4], { name: "conv_out" });
   const residual = Tensor.fromData(new Float32Array(2 * 3 * 2), [2, 3, 2], { name: "shortcut" });
-  const bn = state(Rng.seeded(1), 3);
+  const bn = state(new TestRng(1), 3);
   assert.throws(
     () => batchNormLif(x, bn, { training: false }, { T: 1 }, residual),
     /residual shortcut is f32 \[2, 3, 2\], expected f32 \[2, 3, 4\] like conv_out/,

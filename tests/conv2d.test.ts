@@ -12,10 +12,9 @@ import {
   outputSize,
 } from "../kernels/conv2d.ts";
 import { conv2d, dispatchConvPlan } from "../src/ops/conv2d.ts";
-import { Tape } from "../src/tensor/tape.ts";
 import { Tensor } from "../src/tensor/tensor.ts";
 import { assertPlansMatch } from "./conv_plan_check.ts";
-import { assertClose, assertTensorClose, Fixture, FORWARD, GRADIENT, setupGpu } from "./helpers.ts";
+import { assertClose, checkOp, Fixture, FORWARD, GRADIENT, setupGpu, TestRng } from "./helpers.ts";
 
 const CASES = [
   "k1",
@@ -41,18 +40,12 @@ for (const name of CASES) {
   Deno.test(`conv2d ${name}: output, input gradient and weight gradient match PyTorch`, async () => {
     await setupGpu();
     const f = await Fixture.load(`conv2d_${name}`);
-    const x = f.tensor("x", { requiresGrad: true });
-    const weight = f.tensor("weight", { requiresGrad: true });
-    const up = f.tensor("up");
-    const tape = new Tape();
-    const out = tape.run(() => conv2d(x, weight, optionsOf(f)));
-    assert.deepEqual([...out.shape], f.shape("out"));
-    await assertTensorClose(out, f, "out", FORWARD);
-    tape.backward(out, up);
-    await assertTensorClose(x.grad, f, "grad_x", GRADIENT);
-    await assertTensorClose(weight.grad, f, "grad_weight", GRADIENT);
-    tape.dispose();
-    for (const t of [x, weight, up]) t.dispose();
+    await checkOp(f, {
+      inputs: ["x", "weight"],
+      grads: { x: "grad_x", weight: "grad_weight" },
+      up: "up",
+      run: ({ x, weight }) => ({ out: conv2d(x, weight, optionsOf(f)) }),
+    });
   });
 }
 
@@ -60,21 +53,12 @@ Deno.test("conv2d: only the inputs that require grad get a gradient", async () =
   await setupGpu();
   const f = await Fixture.load("conv2d_k3_s2");
   for (const which of ["x", "weight"] as const) {
-    const x = f.tensor("x", { requiresGrad: which === "x" });
-    const weight = f.tensor("weight", { requiresGrad: which === "weight" });
-    const up = f.tensor("up");
-    const tape = new Tape();
-    const out = tape.run(() => conv2d(x, weight, optionsOf(f)));
-    tape.backward(out, up);
-    if (which === "x") {
-      await assertTensorClose(x.grad, f, "grad_x", GRADIENT);
-      assert.equal(weight.grad, null);
-    } else {
-      await assertTensorClose(weight.grad, f, "grad_weight", GRADIENT);
-      assert.equal(x.grad, null);
-    }
-    tape.dispose();
-    for (const t of [x, weight, up]) t.dispose();
+    await checkOp(f, {
+      inputs: ["x", "weight"],
+      grads: { [which]: `grad_${which}` },
+      up: "up",
+      run: ({ x, weight }) => ({ out: conv2d(x, weight, optionsOf(f)) }),
+    });
   }
 });
 
@@ -181,13 +165,9 @@ for (const [name, tilings] of KERNEL_CASES) {
   });
 }
 
-/** Deterministic values in [-1, 1). */
+/** Values in [-1, 1). */
 function values(count: number, seed: number): Float32Array {
-  let state = seed >>> 0;
-  return Float32Array.from({ length: count }, () => {
-    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-    return state / 2 ** 31 - 1;
-  });
+  return new TestRng(seed).uniforms(count);
 }
 
 /** Output, input gradient and weight gradient for upstream gradient `up`, accumulated in f64. */

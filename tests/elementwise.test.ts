@@ -1,33 +1,25 @@
 import assert from "node:assert/strict";
 import { add, fill, leakyRelu, reshape, scale } from "../src/ops/elementwise.ts";
 import { Tape } from "../src/tensor/tape.ts";
-import { assertTensorClose, Fixture, FORWARD, GRADIENT, setupGpu } from "./helpers.ts";
+import { checkOp, Fixture, setupGpu } from "./helpers.ts";
 
 for (const label of ["small", "odd", "large"]) {
   Deno.test(`elementwise ${label}: add, leaky_relu, scale and their gradients match PyTorch`, async () => {
     await setupGpu();
     const f = await Fixture.load(`elementwise_${label}`);
-    const a = f.tensor("a", { requiresGrad: true });
-    const b = f.tensor("b", { requiresGrad: true });
-    const up = f.tensor("up");
-    const addTape = new Tape();
-    const sum = addTape.run(() => add(a, b));
-    await assertTensorClose(sum, f, "add", FORWARD);
-    addTape.backward(sum, up);
-    await assertTensorClose(a.grad, f, "grad_add_a", GRADIENT);
-    await assertTensorClose(b.grad, f, "grad_add_b", GRADIENT);
-    addTape.dispose();
-    a.grad!.dispose();
-    a.grad = null;
-
-    const reluTape = new Tape();
-    const { relu, scaled } = reluTape.run(() => ({ relu: leakyRelu(a), scaled: scale(a, 0.25) }));
-    await assertTensorClose(relu, f, "leaky_relu", FORWARD);
-    await assertTensorClose(scaled, f, "scale", FORWARD);
-    reluTape.backward(relu, up);
-    await assertTensorClose(a.grad, f, "grad_leaky_relu", GRADIENT);
-    reluTape.dispose();
-    for (const t of [a, b, up]) t.dispose();
+    await checkOp(f, {
+      inputs: ["a", "b"],
+      grads: { a: "grad_add_a", b: "grad_add_b" },
+      up: "up",
+      run: ({ a, b }) => ({ add: add(a, b) }),
+    });
+    await checkOp(f, {
+      inputs: ["a"],
+      grads: { a: "grad_leaky_relu" },
+      up: "up",
+      run: ({ a }) => ({ leaky_relu: leakyRelu(a) }),
+    });
+    await checkOp(f, { inputs: ["a"], run: ({ a }) => ({ scale: scale(a, 0.25) }) });
   });
 }
 

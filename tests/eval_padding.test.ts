@@ -4,23 +4,22 @@
  * unpadded evaluation of the same samples.
  */
 import assert from "node:assert/strict";
-import { Rng } from "../src/data/rng.ts";
 import { createModel } from "../src/models/registry.ts";
 import { ActivityRecorder } from "../src/nn/activity.ts";
 import { MetricsAccumulator } from "../src/pipeline/metrics.ts";
 import { evalStep, type HostBatch } from "../src/pipeline/train_step.ts";
-import { assertClose, FORWARD, setupGpu } from "./helpers.ts";
+import { assertClose, FORWARD, setupGpu, TestRng } from "./helpers.ts";
 
 const T = 2;
 
 function batch(shape: number[], seed: number): HostBatch {
-  const rng = Rng.seeded(seed);
+  const rng = new TestRng(seed);
   const size = shape.reduce((a, b) => a * b);
   const samples = shape.length === 5 ? shape[1] : shape[0];
   return {
-    data: Float32Array.from({ length: size }, () => rng.uniform(0, 1)),
+    data: rng.uniforms(size, 0, 1),
     shape,
-    labels: Int32Array.from({ length: samples }, () => rng.int(10)),
+    labels: rng.ints(samples, 10),
   };
 }
 

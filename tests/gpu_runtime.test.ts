@@ -9,7 +9,7 @@ import { poolStats, resetPeak } from "../src/gpu/pool.ts";
 import { add, leakyRelu } from "../src/ops/elementwise.ts";
 import { Tape } from "../src/tensor/tape.ts";
 import { Tensor } from "../src/tensor/tensor.ts";
-import { setupGpu } from "./helpers.ts";
+import { setupGpu, TestRng } from "./helpers.ts";
 
 Deno.test("gpu: a tensor larger than the storage binding limit is refused with its name, size and the limit", async () => {
   await setupGpu();
@@ -53,7 +53,7 @@ Deno.test("gpu: a repeated step allocates no buffer, compiles no pipeline and ma
 
 Deno.test("tape: backward with freeForward frees each op's forward tensors once used: same gradients, lower peak", async () => {
   await setupGpu();
-  const x = Tensor.fromData(Float32Array.from({ length: 4096 }, (_, i) => Math.sin(i)), [4, 1024], {
+  const x = Tensor.fromData(new TestRng(1).uniforms(4096), [4, 1024], {
     requiresGrad: true,
   });
   const run = async (freeForward: boolean) => {

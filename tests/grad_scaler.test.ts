@@ -7,7 +7,7 @@ import { createOptimizer } from "../src/optim/optimizer.ts";
 import { SGD } from "../src/optim/sgd.ts";
 import { Scope } from "../src/tensor/scope.ts";
 import { Tensor } from "../src/tensor/tensor.ts";
-import { assertClose, Fixture, setupGpu, type Tolerance } from "./helpers.ts";
+import { assertClose, Fixture, setupGpu, TestRng, type Tolerance } from "./helpers.ts";
 
 /** The options of tests/oracle/grad_scaler.py. */
 const OPTIONS: GradScalerOptions = {
@@ -119,10 +119,9 @@ Deno.test("grad scaler: unscale multiplies by f32(1 / scale) rounded as torch's 
   await setupGpu();
   // Results stay normal f32 (a GPU may flush subnormals); the last scale is itself subnormal.
   const scales = [1, 3, 7, 0.1, 1125, 65536, 1.3 * 2 ** -100, 1.7 * 2 ** 100, 2 ** 125, 3e-39];
-  let seed = 12345;
-  const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+  const rng = new TestRng(12345);
   for (let i = 0; i < 40; i++) {
-    scales.push(Math.fround((1 + random()) * 2 ** Math.floor(random() * 240 - 120)));
+    scales.push(Math.fround((1 + rng.uniform()) * 2 ** Math.floor(rng.uniform(-120, 120))));
   }
   const grads = [1, -1, 0.3, 123.456, -7e-3, 2 ** 20 + 1];
   const scope = new Scope();

@@ -1,8 +1,10 @@
 /** Shared test plumbing: the GPU, oracle fixtures, and tolerance checks. */
 import { AssertionError } from "node:assert/strict";
 import { fileURLToPath } from "node:url";
+import { Rng } from "../src/data/rng.ts";
 import { initGpu } from "../src/gpu/device.ts";
 import { type NamedArray, readSafetensors } from "../src/io/safetensors.ts";
+import { Tape } from "../src/tensor/tape.ts";
 import { Tensor } from "../src/tensor/tensor.ts";
 
 /**
@@ -31,6 +33,53 @@ export const TINY_CLI = [
   "--log-every",
   "1",
 ];
+
+/**
+ * The one generator of test data: the library's seeded xoshiro128** (src/data/rng.ts) with array helpers,
+ * so every test's values are reproducible from its seed keys and no test carries a generator of its own.
+ */
+export class TestRng {
+  readonly #rng: Rng;
+
+  /** Equal keys give equal streams (e.g. `new TestRng(11, shape.length, T)`). */
+  constructor(...keys: number[]) {
+    this.#rng = Rng.seeded(...keys);
+  }
+
+  /** A uniform number in [low, high). */
+  uniform(low = 0, high = 1): number {
+    return this.#rng.uniform(low, high);
+  }
+
+  /** `count` uniform float32 values in [low, high). */
+  uniforms(count: number, low = -1, high = 1): Float32Array<ArrayBuffer> {
+    return Float32Array.from({ length: count }, () => this.#rng.uniform(low, high));
+  }
+
+  /** `count` normal float32 values (Box-Muller) of the given mean and standard deviation. */
+  normals(count: number, mean = 0, std = 1): Float32Array<ArrayBuffer> {
+    return Float32Array.from({ length: count }, () => {
+      // 1 - float() lies in (0, 1], so the logarithm stays finite.
+      const radius = Math.sqrt(-2 * Math.log(1 - this.#rng.float()));
+      return mean + std * radius * Math.cos(2 * Math.PI * this.#rng.float());
+    });
+  }
+
+  /** A uniform integer in [0, n). */
+  int(n: number): number {
+    return this.#rng.int(n);
+  }
+
+  /** `count` uniform integers in [0, n), e.g. class labels. */
+  ints(count: number, n: number): Int32Array<ArrayBuffer> {
+    return Int32Array.from({ length: count }, () => this.#rng.int(n));
+  }
+
+  /** A fresh 32-bit seed key, to derive an independent generator. */
+  key(): number {
+    return this.#rng.nextUint32();
+  }
+}
 
 export const FIXTURES = fileURLToPath(new URL("./fixtures/", import.meta.url));
 
@@ -151,4 +200,97 @@ export async function assertTensorClose(
     });
   }
   assertClose(await tensor.readFloat(), fixture.floats(key), tolerance, `${fixture.name}/${key}`);
+}
+
+/** What `checkOp` runs and compares; keys name fixture arrays. */
+export interface OpCheck {
+  /**
+   * The op's inputs: a name -> fixture key map (or a list of keys used as their own names). Each is
+   * uploaded as a tensor (integer arrays as i32).
+   */
+  inputs: Record<string, string> | string[];
+  /** Inputs whose gradient is checked: input name -> fixture key of the expected gradient. */
+  grads?: Record<string, string>;
+  /** Inputs that require grad but must receive none (e.g. a teacher behind a stop-gradient). */
+  noGrads?: string[];
+  /** The op on the uploaded inputs; returns what to compare, by fixture key, each checked forward. */
+  run: (inputs: Record<string, Tensor>) => Record<string, Tensor>;
+  /** Which output to back-propagate (default: the first). */
+  backward?: string;
+  /** Fixture key of the upstream gradient; without it the back-propagated output is seeded with ones. */
+  up?: string;
+}
+
+/**
+ * "This op matches PyTorch's fixture" in one call (after tinygrad's test_ops helper): uploads the fixture
+ * inputs, runs the op on a tape, checks every output's shape and values (FORWARD), back-propagates and
+ * checks the gradient of each input in `grads` (GRADIENT) and that inputs in `noGrads`, and any input
+ * without an expected gradient, got none. Frees what it made.
+ */
+export async function checkOp(f: Fixture, check: OpCheck): Promise<void> {
+  const keys = Array.isArray(check.inputs)
+    ? Object.fromEntries(check.inputs.map((k) => [k, k]))
+    : check.inputs;
+  const grads = check.grads ?? {};
+  const inputs: Record<string, Tensor> = {};
+  for (const [name, key] of Object.entries(keys)) {
+    const requiresGrad = name in grads || (check.noGrads ?? []).includes(name);
+    inputs[name] = f.get(key).dtype.startsWith("I")
+      ? Tensor.fromData(f.ints(key), f.shape(key), { name: key, dtype: "i32" })
+      : f.tensor(key, { requiresGrad });
+  }
+  const up = check.up ? f.tensor(check.up) : undefined;
+  const tape = new Tape();
+  try {
+    const outputs = tape.run(() => check.run(inputs));
+    for (const [key, tensor] of Object.entries(outputs)) {
+      if (tensor.shape.join() !== f.shape(key).join()) {
+        throw new AssertionError({
+          message: `${f.name}/${key}: shape [${tensor.shape.join(", ")}] vs expected [${
+            f.shape(key).join(", ")
+          }]`,
+        });
+      }
+      await assertTensorClose(tensor, f, key, FORWARD);
+    }
+    if (Object.keys(grads).length === 0) return;
+    tape.backward(outputs[check.backward ?? Object.keys(outputs)[0]], up);
+    for (const [name, tensor] of Object.entries(inputs)) {
+      if (name in grads) await assertTensorClose(tensor.grad, f, grads[name], GRADIENT);
+      else if (tensor.grad) throw new AssertionError({ message: `${f.name}: ${name} got a gradient` });
+    }
+  } finally {
+    tape.dispose();
+    for (const tensor of [...Object.values(inputs), up]) tensor?.dispose();
+  }
+}
+
+/**
+ * Checks a deep-SNN fixture's record of why it holds on any adapter (tests/oracle/margins.py): no float64
+ * membrane potential lies within `margin.required` (at least `least`, the margin this test states) of
+ * the threshold or of the surrogate region's edges, and float32 replays with every stored value moved by
+ * up to 2 ulps fired the same spikes and stayed within the FORWARD and GRADIENT tolerances.
+ */
+export function assertMargins(f: Fixture, least: number): void {
+  const value = (key: string) => f.floats(`margin.${key}`)[0];
+  const required = value("required");
+  const at = `${f.name}: margin`;
+  if (!(required >= Math.fround(least))) {
+    throw new AssertionError({ message: `${at}.required ${required} is below the stated ${least}` });
+  }
+  for (const edge of ["threshold", "region"]) {
+    if (!(value(edge) >= required)) {
+      throw new AssertionError({ message: `${at}.${edge} ${value(edge)} is within ${required}` });
+    }
+  }
+  if (value("replay_flips") !== 0) {
+    throw new AssertionError({
+      message: `${at}: its float32 replays flipped ${value("replay_flips")} spikes`,
+    });
+  }
+  for (const ratio of ["replay_ratio_forward", "replay_ratio_gradient"]) {
+    if (!(value(ratio) <= 1)) {
+      throw new AssertionError({ message: `${at}.${ratio} ${value(ratio)}: a replay misses the tolerance` });
+    }
+  }
 }

@@ -2,7 +2,16 @@ import assert from "node:assert/strict";
 import { lif, type LifOptions, lifSmoothForGradientCheck, type Surrogate } from "../src/ops/lif.ts";
 import { noGrad, Tape } from "../src/tensor/tape.ts";
 import { Tensor } from "../src/tensor/tensor.ts";
-import { assertClose, assertTensorClose, Fixture, FORWARD, GRADIENT, setupGpu } from "./helpers.ts";
+import {
+  assertClose,
+  assertTensorClose,
+  checkOp,
+  Fixture,
+  FORWARD,
+  GRADIENT,
+  setupGpu,
+  TestRng,
+} from "./helpers.ts";
 
 const SURROGATES: Surrogate[] = ["dspike", "sigmoid", "atan"];
 
@@ -17,18 +26,14 @@ for (const label of ["t1_4d", "t2_2d_batch1", "t4_4d", "t4_2d_batch1", "t4_param
   Deno.test(`lif ${label}: spikes and BPTT gradients match PyTorch for every surrogate`, async () => {
     await setupGpu();
     const f = await Fixture.load(`lif_${label}`);
-    const up = f.tensor("up");
     for (const surrogate of SURROGATES) {
-      const x = f.tensor("x", { requiresGrad: true });
-      const tape = new Tape();
-      const spikes = tape.run(() => lif(x, fixtureOptions(f, surrogate)));
-      await assertTensorClose(spikes, f, "spikes", FORWARD);
-      tape.backward(spikes, up);
-      await assertTensorClose(x.grad, f, `grad_${surrogate}`, GRADIENT);
-      tape.dispose();
-      x.dispose();
+      await checkOp(f, {
+        inputs: ["x"],
+        grads: { x: `grad_${surrogate}` },
+        up: "up",
+        run: ({ x }) => ({ spikes: lif(x, fixtureOptions(f, surrogate)) }),
+      });
     }
-    up.dispose();
   });
 }
 
@@ -55,22 +60,6 @@ Deno.test("lif: a first dimension that T does not divide is rejected with the sh
   x.dispose();
 });
 
-/** Deterministic standard normals (mulberry32 + Box-Muller), so the check is reproducible. */
-function normals(count: number, seed: number): Float32Array {
-  let state = seed >>> 0;
-  const uniform = () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let r = Math.imul(state ^ (state >>> 15), 1 | state);
-    r ^= r + Math.imul(r ^ (r >>> 7), 61 | r);
-    return (((r ^ (r >>> 14)) >>> 0) + 0.5) / 4294967296;
-  };
-  const out = new Float32Array(count);
-  for (let i = 0; i < count; i++) {
-    out[i] = Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform());
-  }
-  return out;
-}
-
 /**
  * The backward checked against central finite differences of the same GPU kernel's forward. With the
  * Heaviside forward there is no derivative to difference, so this uses the test-only smooth variant:
@@ -89,8 +78,8 @@ Deno.test("lif: the backward matches central finite differences of a smooth forw
   const T = 4;
   const neurons = 2 * 13;
   const options: LifOptions = { T, tau: 0.5, threshold: 1.0, alpha: 4.0 };
-  const xData = normals(T * neurons, 7).map((v) => 0.6 + 0.9 * v);
-  const upData = normals(T * neurons, 8);
+  const xData = new TestRng(7).normals(T * neurons, 0.6, 0.9);
+  const upData = new TestRng(8).normals(T * neurons);
   const x = Tensor.fromData(xData, [T * 2, 13], { name: "x", requiresGrad: true });
   const up = Tensor.fromData(upData, [T * 2, 13], { name: "up" });
   const tape = new Tape();

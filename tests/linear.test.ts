@@ -10,46 +10,32 @@ import {
 import { gpu } from "../src/gpu/device.ts";
 import { dispatch } from "../src/gpu/kernels.ts";
 import { linear } from "../src/ops/linear.ts";
-import { Tape } from "../src/tensor/tape.ts";
 import { Tensor } from "../src/tensor/tensor.ts";
-import { assertClose, assertTensorClose, Fixture, FORWARD, GRADIENT, setupGpu } from "./helpers.ts";
+import { assertClose, checkOp, Fixture, FORWARD, setupGpu, TestRng } from "./helpers.ts";
 
 for (const label of ["odd", "batch1", "nobias"]) {
   Deno.test(`linear ${label}: output and gradients of x, W, b match PyTorch`, async () => {
     await setupGpu();
     const f = await Fixture.load(`linear_${label}`);
     const withBias = f.arrays.has("bias");
-    const x = f.tensor("x", { requiresGrad: true });
-    const weight = f.tensor("weight", { requiresGrad: true });
-    const bias = withBias ? f.tensor("bias", { requiresGrad: true }) : undefined;
-    const up = f.tensor("up");
-    const tape = new Tape();
-    const out = tape.run(() => linear(x, weight, bias));
-    await assertTensorClose(out, f, "out", FORWARD);
-    tape.backward(out, up);
-    await assertTensorClose(x.grad, f, "grad_x", GRADIENT);
-    await assertTensorClose(weight.grad, f, "grad_weight", GRADIENT);
-    if (bias) await assertTensorClose(bias.grad, f, "grad_bias", GRADIENT);
-    tape.dispose();
-    for (const t of [x, weight, bias, up]) t?.dispose();
+    await checkOp(f, {
+      inputs: withBias ? ["x", "weight", "bias"] : ["x", "weight"],
+      grads: { x: "grad_x", weight: "grad_weight", ...withBias ? { bias: "grad_bias" } : {} },
+      up: "up",
+      run: ({ x, weight, bias }) => ({ out: linear(x, weight, bias) }),
+    });
   });
 }
 
 Deno.test("linear: only the inputs that require grad get gradients", async () => {
   await setupGpu();
   const f = await Fixture.load("linear_odd");
-  const x = f.tensor("x");
-  const weight = f.tensor("weight", { requiresGrad: true });
-  const bias = f.tensor("bias");
-  const up = f.tensor("up");
-  const tape = new Tape();
-  const out = tape.run(() => linear(x, weight, bias));
-  tape.backward(out, up);
-  assert.equal(x.grad, null);
-  assert.equal(bias.grad, null);
-  await assertTensorClose(weight.grad, f, "grad_weight", GRADIENT);
-  tape.dispose();
-  for (const t of [x, weight, bias, up]) t.dispose();
+  await checkOp(f, {
+    inputs: ["x", "weight", "bias"],
+    grads: { weight: "grad_weight" },
+    up: "up",
+    run: ({ x, weight, bias }) => ({ out: linear(x, weight, bias) }),
+  });
 });
 
 Deno.test("linear: mismatched shapes throw naming the tensors", async () => {
@@ -64,15 +50,9 @@ Deno.test("linear: mismatched shapes throw naming the tensors", async () => {
   for (const t of [x, weight, bias, goodWeight]) t.dispose();
 });
 
-/** Deterministic values in [-1, 1) without a fixture: the GEMM itself is checked against float64 sums. */
+/** Values in [-1, 1) without a fixture: the GEMM itself is checked against float64 sums. */
 function pseudoRandom(n: number, seed: number): Float32Array<ArrayBuffer> {
-  const values = new Float32Array(n);
-  let state = seed;
-  for (let i = 0; i < n; i++) {
-    state = (state * 1103515245 + 12345) % 2147483648;
-    values[i] = state / 1073741824 - 1;
-  }
-  return values;
+  return new TestRng(seed).uniforms(n);
 }
 
 /** A, B (and both stored transposed) and bias on the GPU, with the float64 products of every combination. */

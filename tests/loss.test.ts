@@ -1,28 +1,17 @@
 import assert from "node:assert/strict";
 import { crossEntropy, temperatureKl, weightedSum } from "../src/ops/loss.ts";
-import { Tape } from "../src/tensor/tape.ts";
 import { Tensor } from "../src/tensor/tensor.ts";
-import { assertTensorClose, Fixture, FORWARD, GRADIENT, setupGpu } from "./helpers.ts";
-
-function labelsOf(f: Fixture): Tensor {
-  return Tensor.fromData(f.ints("labels"), f.shape("labels"), { name: "labels" });
-}
+import { checkOp, Fixture, setupGpu } from "./helpers.ts";
 
 for (const label of ["k10", "k1000", "large"]) {
   Deno.test(`crossEntropy ${label}: the batch-mean loss and its logits gradient match F.cross_entropy`, async () => {
     await setupGpu();
     const f = await Fixture.load(`loss_ce_${label}`);
-    const logits = f.tensor("logits", { requiresGrad: true });
-    const labels = labelsOf(f);
-    const tape = new Tape();
-    const loss = tape.run(() => crossEntropy(logits, labels));
-    assert.deepEqual([...loss.shape], []);
-    await assertTensorClose(loss, f, "loss", FORWARD);
-    tape.backward(loss);
-    await assertTensorClose(logits.grad, f, "grad_logits", GRADIENT);
-    tape.dispose();
-    logits.dispose();
-    labels.dispose();
+    await checkOp(f, {
+      inputs: ["logits", "labels"],
+      grads: { logits: "grad_logits" },
+      run: ({ logits, labels }) => ({ loss: crossEntropy(logits, labels) }),
+    });
   });
 }
 
@@ -30,19 +19,13 @@ for (const label of ["t3", "t1", "k1000"]) {
   Deno.test(`temperatureKl ${label}: loss and student gradient match SPEC §6; the teacher gets none`, async () => {
     await setupGpu();
     const f = await Fixture.load(`loss_kl_${label}`);
-    const student = f.tensor("student", { requiresGrad: true });
-    const teacher = f.tensor("teacher", { requiresGrad: true });
     const temperature = f.floats("temperature")[0];
-    const tape = new Tape();
-    const loss = tape.run(() => temperatureKl(student, teacher, temperature));
-    assert.deepEqual([...loss.shape], []);
-    await assertTensorClose(loss, f, "loss", FORWARD);
-    tape.backward(loss);
-    await assertTensorClose(student.grad, f, "grad_student", GRADIENT);
-    assert.equal(teacher.grad, null);
-    tape.dispose();
-    student.dispose();
-    teacher.dispose();
+    await checkOp(f, {
+      inputs: ["student", "teacher"],
+      grads: { student: "grad_student" },
+      noGrads: ["teacher"],
+      run: ({ student, teacher }) => ({ loss: temperatureKl(student, teacher, temperature) }),
+    });
   });
 }
 
@@ -50,10 +33,9 @@ Deno.test("weightedSum: the SML loss of three modules (ten terms) and every logi
   await setupGpu();
   const f = await Fixture.load("loss_sml");
   const [temperature, alpha, lambda, modules] = [3, 0.5, 0.9, 3];
-  const logits = [0, 1, 2, 3].map((i) => f.tensor(`y${i}`, { requiresGrad: true }));
-  const labels = labelsOf(f);
-  const tape = new Tape();
-  const loss = tape.run(() => {
+  const heads = [0, 1, 2, 3].map((i) => `y${i}`);
+  const sml = ({ labels, ...named }: Record<string, Tensor>) => {
+    const logits = heads.map((key) => named[key]);
     const terms: Tensor[] = [];
     const weights: number[] = [];
     const hardWeight = (1 - lambda) / (modules * alpha + 1);
@@ -68,14 +50,13 @@ Deno.test("weightedSum: the SML loss of three modules (ten terms) and every logi
       );
       weights.push(hardWeight * alpha, softWeight, softWeight);
     }
-    return weightedSum(terms, weights);
+    return { loss: weightedSum(terms, weights) };
+  };
+  await checkOp(f, {
+    inputs: [...heads, "labels"],
+    grads: Object.fromEntries(heads.map((key) => [key, `grad_${key}`])),
+    run: sml,
   });
-  assert.deepEqual([...loss.shape], []);
-  await assertTensorClose(loss, f, "loss", FORWARD);
-  tape.backward(loss);
-  for (let i = 0; i < logits.length; i++) await assertTensorClose(logits[i].grad, f, `grad_y${i}`, GRADIENT);
-  tape.dispose();
-  for (const t of [...logits, labels]) t.dispose();
 });
 
 Deno.test("losses: mismatched shapes, label dtypes and term counts throw naming the tensors", async () => {

@@ -12,7 +12,7 @@ import { crossEntropy } from "../src/ops/loss.ts";
 import { InitRng } from "../src/nn/init.ts";
 import { Tape } from "../src/tensor/tape.ts";
 import { Tensor } from "../src/tensor/tensor.ts";
-import { setupGpu } from "./helpers.ts";
+import { setupGpu, TestRng } from "./helpers.ts";
 
 const REFERENCE = fileURLToPath(new URL("./fixtures/reference/", import.meta.url));
 
@@ -196,10 +196,9 @@ Deno.test("models: the module convs draw their weights from InitRng(seed, key), 
   module.dispose();
 });
 
-/** Deterministic pseudo-random values in [-scale, scale). */
+/** Values in [-scale, scale). */
 function noise(count: number, seed: number, scale: number): Float32Array {
-  const rng = new InitRng(seed, "test input");
-  return Float32Array.from({ length: count }, () => (2 * rng.uniform() - 1) * scale);
+  return new TestRng(seed).uniforms(count, -scale, scale);
 }
 
 /**

@@ -1,8 +1,7 @@
 import assert from "node:assert/strict";
 import { adaptiveAvgPool2d } from "../src/ops/pool.ts";
-import { Tape } from "../src/tensor/tape.ts";
 import { Tensor } from "../src/tensor/tensor.ts";
-import { assertTensorClose, Fixture, FORWARD, GRADIENT, setupGpu } from "./helpers.ts";
+import { checkOp, Fixture, setupGpu } from "./helpers.ts";
 
 const INPUTS = ["7x7", "5x3", "4x4", "1x1", "2x2", "3x3"];
 const OUTPUTS: [number, number][] = [[1, 1], [2, 2], [3, 2]];
@@ -13,19 +12,14 @@ Deno.test("adaptiveAvgPool2d: outputs and gradients match PyTorch's bins for eve
   for (const input of INPUTS) {
     for (const [outH, outW] of OUTPUTS) {
       const name = `${input}_to_${outH}x${outW}`;
-      const x = f.tensor(`x_${name}`, { requiresGrad: true });
-      const up = f.tensor(`up_${name}`);
-      const tape = new Tape();
       // The square cases go through the single-number form, as the model heads call it.
       const size: number | [number, number] = outH === outW ? outH : [outH, outW];
-      const out = tape.run(() => adaptiveAvgPool2d(x, size));
-      assert.deepEqual([...out.shape], f.shape(`out_${name}`));
-      await assertTensorClose(out, f, `out_${name}`, FORWARD);
-      tape.backward(out, up);
-      await assertTensorClose(x.grad, f, `grad_${name}`, GRADIENT);
-      tape.dispose();
-      x.dispose();
-      up.dispose();
+      await checkOp(f, {
+        inputs: { x: `x_${name}` },
+        grads: { x: `grad_${name}` },
+        up: `up_${name}`,
+        run: ({ x }) => ({ [`out_${name}`]: adaptiveAvgPool2d(x, size) }),
+      });
     }
   }
 });

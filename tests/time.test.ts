@@ -1,25 +1,21 @@
 import assert from "node:assert/strict";
 import { expandTime, meanOverTime } from "../src/ops/time.ts";
-import { Tape } from "../src/tensor/tape.ts";
 import { Tensor } from "../src/tensor/tensor.ts";
-import { assertTensorClose, Fixture, FORWARD, GRADIENT, setupGpu } from "./helpers.ts";
+import { checkOp, Fixture, setupGpu } from "./helpers.ts";
 
 for (const steps of [1, 2, 4]) {
   Deno.test(`time T=${steps}: expandTime and meanOverTime and their gradients match PyTorch`, async () => {
     await setupGpu();
     const f = await Fixture.load("time_fold");
     for (const op of ["expand", "mean"] as const) {
-      const x = f.tensor(`x_${op}_${steps}`, { requiresGrad: true });
-      const up = f.tensor(`up_${op}_${steps}`);
-      const tape = new Tape();
-      const out = tape.run(() => op === "expand" ? expandTime(x, steps) : meanOverTime(x, steps));
-      assert.deepEqual([...out.shape], f.shape(`out_${op}_${steps}`));
-      await assertTensorClose(out, f, `out_${op}_${steps}`, FORWARD);
-      tape.backward(out, up);
-      await assertTensorClose(x.grad, f, `grad_${op}_${steps}`, GRADIENT);
-      tape.dispose();
-      x.dispose();
-      up.dispose();
+      await checkOp(f, {
+        inputs: { x: `x_${op}_${steps}` },
+        grads: { x: `grad_${op}_${steps}` },
+        up: `up_${op}_${steps}`,
+        run: ({ x }) => ({
+          [`out_${op}_${steps}`]: op === "expand" ? expandTime(x, steps) : meanOverTime(x, steps),
+        }),
+      });
     }
   });
 }

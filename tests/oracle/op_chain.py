@@ -10,14 +10,18 @@ the gradient of every parameter and of x.
 
 The input is redrawn (seeded) until every membrane potential u_t keeps MARGIN from the threshold and from
 the edges of the Dspike region, where f32 rounding in the chain could flip a spike or a surrogate
-gradient.
+gradient, and its float32 replays with perturbed weights agree (margins.py); the fixture records it
+under margin.*.
 """
+import copy
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from fixture_io import generator, randn, save
-from sml_models import Lif, MembraneRecorder
+from margins import FORWARD, GRADIENT, Replays, draw_case
+from sml_models import Lif
 
 MARGIN = 1e-4
 T, B, CIN, C1, C2, H, W, CLASSES = 2, 2, 3, 4, 6, 7, 7, 5
@@ -76,31 +80,48 @@ def running_stats(model, suffix):
     return out
 
 
-def draw_input(model, g):
+def replay_run(model, inputs, recorder, backward=True):
+    """The step as the test checks it, for margins.Replays: everything compared, by fixture key."""
+    x, labels = inputs
+    model.train()
+    model.lif.recorder = recorder
+    leaf = x.clone().requires_grad_()
+    logits, _, _ = model(leaf)
+    if not backward:
+        return {}
+    loss = F.cross_entropy(logits, labels)
+    loss.backward()
+    compared = {"logits": (logits, FORWARD), "loss": (loss, FORWARD), "grad_x": (leaf.grad, GRADIENT)}
+    compared.update({f"grad_{key}": (p.grad, GRADIENT) for key, p in model.named_parameters()})
+    compared.update({key: (value, FORWARD) for key, value in running_stats(model, "_after").items()})
+    return compared
+
+
+def draw_input(model, g, seed):
     """A fresh x until every LIF membrane keeps MARGIN from the threshold and the Dspike region edges
-    (u recorded in float64 on a float64 copy of the model, the running statistics left untouched)."""
-    probe = Chain().double()
-    probe.load_state_dict(model.state_dict())
-    for _ in range(100):
-        x = randn(g, T * B, CIN, H, W)
-        recorder = MembraneRecorder()
-        probe.lif.recorder = recorder
+    (u recorded in float64 on a float64 copy of the model), both LIF layers fire some but not all of their
+    neurons, and float32 replays agree. Returns x, the labels and the margin.* record."""
+    def draw(_attempt):
+        return [randn(g, T * B, CIN, H, W), torch.randint(0, CLASSES, (B,), generator=g, dtype=torch.int64)]
+
+    def fires(inputs):
+        probe = copy.deepcopy(model).double()
         with torch.no_grad():
-            _, h, z = probe(x.double())
-        to_threshold, to_edge = recorder.margins()
-        fires = (0 < h.mean() < 1) and (0 < z.mean() < 1)
-        if to_threshold > MARGIN and to_edge > MARGIN and fires:
-            return x
-    raise RuntimeError("op_chain: could not draw an input whose membranes keep clear of the threshold")
+            _, h, z = probe(inputs[0].double())
+        return (0 < h.mean() < 1) and (0 < z.mean() < 1)
+
+    (x, labels), _, record = draw_case(Replays(replay_run), model, draw, MARGIN, 100, seed, accept=fires)
+    return x, labels, record
 
 
 def case(name, seed):
     g = generator(seed)
     model = Chain()
     init(model, g)
-    x = draw_input(model, g)
-    labels = torch.randint(0, CLASSES, (B,), generator=g, dtype=torch.int64)
+    x, labels, record = draw_input(model, g, seed)
     out = {"x": x, "labels": labels.to(torch.int32)}
+    out.update({key: torch.tensor(value, dtype=torch.int64 if isinstance(value, int) else torch.float64)
+                for key, value in record.items()})
     out.update({key: value.detach().clone() for key, value in model.state_dict().items()
                 if "num_batches_tracked" not in key and "running" not in key})
     out.update(running_stats(model, "_before"))
@@ -112,7 +133,10 @@ def case(name, seed):
     out.update(running_stats(model, "_after"))
     out.update({"logits": logits, "loss": loss.reshape(()), "grad_x": leaf.grad})
     out.update({f"grad_{key}": parameter.grad for key, parameter in model.named_parameters()})
-    print(f"{name}: loss {loss.item():.4f}, firing rates {h.mean().item():.3f} {z.mean().item():.3f}")
+    print(f"{name}: loss {loss.item():.4f}, firing rates {h.mean().item():.3f} {z.mean().item():.3f}, margins "
+          f"{record['margin.threshold']:.2e} / {record['margin.region']:.2e}, replays: drift "
+          f"{record['margin.replay_drift']:.2e}, ratios {record['margin.replay_ratio_forward']:.3f} / "
+          f"{record['margin.replay_ratio_gradient']:.3f}")
     save(f"op_chain_{name}", out)
 
 

@@ -19,41 +19,72 @@ float64 by up to 4x the gradient tolerance there. Four samples remove that ill-c
 
 The threshold makes the network discontinuous: a membrane potential rounding to the other side of theta
 in float32 flips a spike and changes everything downstream, and one near the edge of the surrogate region
-(|u - theta| = r) switches a surrogate term on or off. The oracle records every potential and re-draws
-the input until none lies within MARGIN of either (float32 deviates from float64 by at most ~6e-6 in
-these networks, typically far less). Run from tests/oracle with /usr/bin/python3.
+(|u - theta| = r) switches a surrogate term on or off. The oracle re-draws the input until no float64
+potential lies within the stated margin of either and float32 replays with every stored value moved by up
+to 2 ulps fire the same spikes and pass the tests' tolerances (margins.py); the fixtures record it under
+margin.*, which the tests check. Run from tests/oracle with /usr/bin/python3 (see README.md).
 """
 import copy
 
 import torch
 
 from fixture_io import generator, save
-from sml_models import MembraneRecorder, SpikingResNet, init_random, init_seeded, sml_loss
+from margins import FORWARD, GRADIENT, Replays, draw_case
+from sml_models import SpikingResNet, init_random, init_seeded, sml_loss
 
 CLASSES = 10
 BATCH = 4
 SIZE = 16
 POSITIONS = (3, 3)
+# The tiny networks keep 1e-5 (about 4x the largest float32 drift of a perturbed replay, ~2.5e-6); the
+# full-width one has 25 times as many potentials, where 1e-6 is what a search of 40 draws reaches.
+TINY_MARGIN = 1e-5
+FULL_MARGIN = 1e-6
+# Linear layers feeding a training-mode BN: the exact bias gradient is zero, the tests check its norm only.
+ZERO_GRADIENT_SUFFIX = "prediction.2.bias"
 
 
 def build(arch, T, width, module_width):
     return SpikingResNet(arch, CLASSES, T, width=width, positions=POSITIONS, module_width=module_width)
 
 
-def draw_input(model, g, margin, tries):
-    """An input batch whose membrane potentials all keep `margin` from theta and from theta +- r."""
-    for attempt in range(tries):
+def replay_run(model, inputs, recorder, backward=True):
+    """One training step as the test checks it, for margins.Replays: everything compared, by fixture key."""
+    images, labels = inputs
+    model.train()
+    model.lif.recorder = recorder
+    outputs = model(images)
+    if not backward:
+        return {}
+    loss, hard, soft = sml_loss(outputs, labels)
+    loss.backward()
+    compared = {"logits": (outputs[0], FORWARD), "loss": (loss, FORWARD), "hard": (hard, FORWARD),
+                "soft": (soft, FORWARD)}
+    for j, y in enumerate(outputs[1:]):
+        compared[f"module_logits.{j}"] = (y, FORWARD)
+    for key, p in model.named_parameters():
+        if not key.endswith(ZERO_GRADIENT_SUFFIX):
+            compared[f"grad.{key}"] = (p.grad, GRADIENT)
+    for key, value in model.state_dict().items():
+        if "running_" in key:
+            compared[f"after.{key}"] = (value, FORWARD)
+    return compared
+
+
+def draw_input(model, g, margin, tries, seed):
+    """An input batch whose membrane potentials all keep `margin` from theta and from theta +- r, and whose
+    float32 replays with perturbed weights fire the same spikes (margins.draw_case)."""
+    def draw(_attempt):
         images = torch.randn(BATCH, 3, SIZE, SIZE, generator=g)
-        labels = torch.randint(0, CLASSES, (BATCH,), generator=g)
-        probe_model = copy.deepcopy(model).double()
-        recorder = MembraneRecorder()
-        probe_model.lif.recorder = recorder
-        with torch.no_grad():
-            probe_model(images.double())
-        threshold_margin, region_margin = recorder.margins()
-        if min(threshold_margin, region_margin) >= margin:
-            return images, labels, threshold_margin, region_margin, attempt + 1
-    raise RuntimeError(f"no input within {tries} draws keeps a {margin} margin")
+        return images, torch.randint(0, CLASSES, (BATCH,), generator=g)
+
+    (images, labels), _, record = draw_case(Replays(replay_run), model, draw, margin, tries, seed)
+    return images, labels, record
+
+
+def margin_arrays(record):
+    return {key: torch.tensor(value, dtype=torch.int64 if isinstance(value, int) else torch.float64)
+            for key, value in record.items()}
 
 
 def train_step(model, images, labels, probe=None):
@@ -76,12 +107,12 @@ def tiny(arch, seed):
     for T in (1, 2):
         model = build(arch, T, 4, 8)
         model.load_state_dict(state)
-        images, labels, threshold_margin, region_margin, draws = draw_input(model, g, 1e-5, 400)
+        images, labels, record = draw_input(model, g, TINY_MARGIN, 400, seed + T)
         probe = {} if arch == "resnet18" else None
         run, outputs, loss, hard, soft = train_step(model, images, labels, probe)
         arrays = {
             "input": images, "labels": labels, "logits": outputs[0], "loss": loss, "hard": hard, "soft": soft,
-            "margin_threshold": torch.tensor(threshold_margin), "margin_region": torch.tensor(region_margin),
+            **margin_arrays(record),
         }
         for j, y in enumerate(outputs[1:]):
             arrays[f"module_logits.{j}"] = y
@@ -105,8 +136,13 @@ def tiny(arch, seed):
                 "probe.total_norm": torch.stack(total_norm),
             })
         save(f"sml_{arch}_t{T}", arrays)
-        print(f"sml_{arch}_t{T}: loss {loss.item():.6f}, margins {threshold_margin:.2e} / {region_margin:.2e} "
-              f"after {draws} draws")
+        print(f"sml_{arch}_t{T}: loss {loss.item():.6f}, {describe(record)}")
+
+
+def describe(record):
+    return (f"margins {record['margin.threshold']:.2e} / {record['margin.region']:.2e} at draw "
+            f"{record['margin.attempt']}; replays: drift {record['margin.replay_drift']:.2e}, ratios "
+            f"{record['margin.replay_ratio_forward']:.3f} / {record['margin.replay_ratio_gradient']:.3f}")
 
 
 SAMPLES = 16
@@ -118,12 +154,11 @@ def full_width():
     model = build("resnet19", 2, 64, 256)
     init_seeded(model, FULL_SEED)
     g = generator(19)
-    images, labels, threshold_margin, region_margin, draws = draw_input(model, g, 1e-6, 40)
+    images, labels, record = draw_input(model, g, FULL_MARGIN, 40, 19)
     run, outputs, loss, hard, soft = train_step(model, images, labels)
     arrays = {
         "seed": torch.tensor(FULL_SEED), "input": images, "labels": labels, "logits": outputs[0], "loss": loss,
-        "hard": hard, "soft": soft,
-        "margin_threshold": torch.tensor(threshold_margin), "margin_region": torch.tensor(region_margin),
+        "hard": hard, "soft": soft, **margin_arrays(record),
     }
     for j, y in enumerate(outputs[1:]):
         arrays[f"module_logits.{j}"] = y
@@ -135,8 +170,7 @@ def full_width():
         arrays[f"sample_index.{key}"] = index
         arrays[f"sample.{key}"] = flat[index]
     save("sml_resnet19_full", arrays)
-    print(f"sml_resnet19_full: loss {loss.item():.6f}, margins {threshold_margin:.2e} / {region_margin:.2e} "
-          f"after {draws} draws")
+    print(f"sml_resnet19_full: loss {loss.item():.6f}, {describe(record)}")
 
 
 tiny("resnet18", 181)

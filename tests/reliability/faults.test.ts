@@ -8,7 +8,6 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { Rng } from "../../src/data/rng.ts";
 import { gpu, initGpu, throwIfGpuFailed } from "../../src/gpu/device.ts";
 import { synchronize, writeBuffer } from "../../src/gpu/kernels.ts";
 import { createTensorBuffer } from "../../src/gpu/pool.ts";
@@ -20,7 +19,7 @@ import type { BatchSource } from "../../src/pipeline/stage.ts";
 import { type LoopObserver, NonFiniteError, runTraining } from "../../src/pipeline/train_loop.ts";
 import type { HostBatch } from "../../src/pipeline/train_step.ts";
 import { Tensor } from "../../src/tensor/tensor.ts";
-import { setupGpu } from "../helpers.ts";
+import { setupGpu, TestRng } from "../helpers.ts";
 
 const REPO = new URL("../../", import.meta.url).pathname;
 
@@ -34,11 +33,11 @@ const OPTIONS: ModelOptions = {
 };
 
 function batches(count: number): HostBatch[] {
-  const rng = Rng.seeded(7);
+  const rng = new TestRng(7);
   return Array.from({ length: count }, () => ({
-    data: Float32Array.from({ length: 4 * 12 * 12 }, () => rng.float()),
+    data: rng.uniforms(4 * 12 * 12, 0, 1),
     shape: [4, 1, 12, 12],
-    labels: Int32Array.from({ length: 4 }, () => rng.int(4)),
+    labels: rng.ints(4, 4),
   }));
 }
 
