@@ -71,6 +71,9 @@ export { loadSafetensors, loadStateDict, saveSafetensors, stateDict } from "./sr
 export { encodeSafetensors, parseSafetensors, readSafetensors } from "./src/io/safetensors.ts";
 export { readCheckpoint, writeCheckpoint } from "./src/io/checkpoint.ts";
 export type { Checkpoint } from "./src/io/checkpoint.ts";
+/** The SNN as a NIR graph file (HDF5) for snnTorch, Norse, Lava and neuromorphic toolchains: docs/nir.md. */
+export { exportNir, nirGraph } from "./src/io/nir.ts";
+export type { NirExportOptions, NirExportSummary } from "./src/io/nir.ts";
 
 // Pipeline stages
 /** The stages of a run, to compose or replace: source, train step, evaluation, loop, run folder. */
