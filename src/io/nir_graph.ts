@@ -59,6 +59,20 @@ export const i64 = (values: readonly number[], shape = [values.length]): NirArra
 
 const product = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 
+/**
+ * The fixed window of PyTorch's adaptive average pooling of `input` cells to `output` (bin i covers
+ * floor(i*input/output) .. ceil((i+1)*input/output)), or null when the bins differ in size or spacing.
+ * Pooling to 1 or 2 always has one (7 -> 2 is kernel 4, stride 3: bins 0..4 and 3..7).
+ */
+export function poolWindow(input: number, output: number): { kernel: number; stride: number } | null {
+  const starts = Array.from({ length: output }, (_, i) => Math.floor((i * input) / output));
+  const ends = Array.from({ length: output }, (_, i) => Math.ceil(((i + 1) * input) / output));
+  const kernel = ends[0] - starts[0];
+  const stride = output > 1 ? starts[1] - starts[0] : kernel;
+  const uniform = starts.every((start, i) => ends[i] - start === kernel && start === i * stride);
+  return uniform && stride > 0 ? { kernel, stride } : null;
+}
+
 /** Builds the graph from the model's host weights (`stateDict(model)`: reference names). */
 export function buildNirGraph(
   model: SpikingModel,
@@ -295,21 +309,20 @@ class GraphBuilder {
     return { node: name, shape };
   }
 
-  /** PyTorch's adaptive average pooling to `size` is a fixed-window AvgPool2d only when it divides H and W. */
+  /** PyTorch's adaptive average pooling to `size` as NIR's AvgPool2d (see poolWindow). */
   #avgPool(x: Port, size: number): Port {
     const [c, h, w] = x.shape;
-    if (h % size !== 0 || w % size !== 0) {
+    const [rows, cols] = [poolWindow(h, size), poolWindow(w, size)];
+    if (!rows || !cols) {
       throw new Error(
-        `nir: adaptive average pooling of ${h}x${w} to ${size}x${size} uses overlapping windows of ` +
-          `different sizes, which NIR's AvgPool2d (one kernel and stride) cannot express; choose an input ` +
-          `size whose last feature map is a multiple of ${size}`,
+        `nir: adaptive average pooling of ${h}x${w} to ${size}x${size} uses windows of different sizes or ` +
+          "spacing, which NIR's AvgPool2d (one kernel, one stride) cannot express",
       );
     }
-    const kernel = [h / size, w / size];
     this.#add("avgpool", {
       type: "AvgPool2d",
-      kernel_size: i64(kernel),
-      stride: i64(kernel),
+      kernel_size: i64([rows.kernel, cols.kernel]),
+      stride: i64([rows.stride, cols.stride]),
       padding: i64([0, 0]),
     }, [x]);
     return { node: "avgpool", shape: [c, size, size] };

@@ -15,13 +15,19 @@ import { MetricsAccumulator } from "../../src/pipeline/metrics.ts";
 import { captureCheckpoint } from "../../src/pipeline/training_state.ts";
 import { type HostBatch, trainStep } from "../../src/pipeline/train_step.ts";
 
-export const NIR_INPUT_SHAPE = [3, 16, 16];
-
 /** The models the NIR test exports: narrow; `plain` has a surrogate module (dropped by the export). */
-export const NIR_CASES: { name: string; model: string; options: ModelOptions }[] = [
+export const NIR_CASES: {
+  name: string;
+  model: string;
+  options: ModelOptions;
+  inputShape: number[];
+  /** The data set the checkpoint's run configuration names (export-nir takes its sample shape). */
+  dataset?: string;
+}[] = [
   {
     name: "resnet18",
     model: "resnet18",
+    inputShape: [3, 16, 16],
     options: {
       numClasses: 4,
       T: 3,
@@ -33,6 +39,7 @@ export const NIR_CASES: { name: string; model: string; options: ModelOptions }[]
   {
     name: "resnet19",
     model: "resnet19",
+    inputShape: [3, 16, 16],
     options: {
       numClasses: 4,
       T: 3,
@@ -47,10 +54,13 @@ export const NIR_CASES: { name: string; model: string; options: ModelOptions }[]
   {
     name: "plain",
     model: "plain",
+    // MNIST's shape: the last 7x7 map pools to 2x2 through overlapping windows (kernel 4, stride 3).
+    inputShape: [1, 28, 28],
+    dataset: "mnist",
     options: {
       numClasses: 4,
       T: 3,
-      inChannels: 3,
+      inChannels: 1,
       widths: [4, 4, 8],
       depth: 2,
       seed: 13,
@@ -62,11 +72,11 @@ export const NIR_CASES: { name: string; model: string; options: ModelOptions }[]
 const STEPS = 30;
 const BATCH = 8;
 
-function batch(rng: Rng): HostBatch {
-  const size = BATCH * NIR_INPUT_SHAPE.reduce((a, b) => a * b, 1);
+function batch(rng: Rng, inputShape: number[]): HostBatch {
+  const size = BATCH * inputShape.reduce((a, b) => a * b, 1);
   return {
     data: Float32Array.from({ length: size }, () => rng.float() * 4 - 1),
-    shape: [BATCH, ...NIR_INPUT_SHAPE],
+    shape: [BATCH, ...inputShape],
     labels: Int32Array.from({ length: BATCH }, () => rng.int(4)),
   };
 }
@@ -74,13 +84,13 @@ function batch(rng: Rng): HostBatch {
 if (import.meta.main) {
   await initGpu();
   const fixtures = fileURLToPath(new URL("../fixtures/", import.meta.url));
-  for (const { name, model: modelName, options } of NIR_CASES) {
+  for (const { name, model: modelName, options, inputShape, dataset } of NIR_CASES) {
     const model = createModel(modelName, options);
     const optimizer = createOptimizer("sgd", model.parameters(), { lr: 0.05 });
     const metrics = new MetricsAccumulator(1 + model.surrogates.length);
     const rng = Rng.seeded(100 + options.seed!);
     for (let step = 0; step < STEPS; step++) {
-      trainStep({ model, optimizer, loss: {}, metrics }, batch(rng));
+      trainStep({ model, optimizer, loss: {}, metrics }, batch(rng, inputShape));
     }
     metrics.dispose();
     const checkpoint = await captureCheckpoint({
@@ -88,12 +98,12 @@ if (import.meta.main) {
       modelOptions: options as unknown as Record<string, unknown>,
       model,
       optimizer,
-      config: { model: modelName, note: "tests/oracle/nir_models.ts" },
+      config: { model: modelName, ...(dataset ? { dataset } : {}), note: "tests/oracle/nir_models.ts" },
       seed: options.seed!,
     }, { epoch: 0, step: STEPS, batchInEpoch: STEPS, bestAccuracy: 0 });
     await writeCheckpoint(`${fixtures}nir_${name}.ckpt`, checkpoint);
     model.eval();
-    const summary = await exportNir(model, `${fixtures}nir_${name}.nir`, { inputShape: NIR_INPUT_SHAPE });
+    const summary = await exportNir(model, `${fixtures}nir_${name}.nir`, { inputShape });
     console.log(`${name}: ${summary.nodes} nodes, ${summary.edges} edges, ${summary.bytes} bytes`);
     model.dispose();
   }
