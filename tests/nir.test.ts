@@ -13,7 +13,8 @@ import { exportNirCommand, loadCheckpointModel, parseExportArgs } from "../src/c
 import { decodeCheckpoint, encodeCheckpoint } from "../src/io/checkpoint.ts";
 import { exportNir, nirGraph } from "../src/io/nir.ts";
 import { type NirGraph, poolWindow } from "../src/io/nir_graph.ts";
-import { decodeNir } from "../src/io/nir_hdf5.ts";
+import { decodeNir, encodeNir } from "../src/io/nir_hdf5.ts";
+import { importNir } from "../src/io/nir_import.ts";
 import { createModel, type SpikingModel } from "../src/models/registry.ts";
 import { PlainSpikingCnn } from "../src/models/plain_cnn.ts";
 import { SpikingResNet } from "../src/models/spiking_resnet.ts";
@@ -310,6 +311,71 @@ Deno.test("nir: export-nir writes the checkpoint's model and names bad flags and
     );
     assert.ok(!(await Deno.stat(bad).then(() => true, () => false)), "no file is written on error");
   } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("nir: importNir rebuilds an exported model that runs as snnTorch runs it, and refuses other graphs", async () => {
+  await setupGpu();
+  const consumer: ConsumerRun = JSON.parse(await Deno.readTextFile(`${FIXTURES}nir_resnet19_snntorch.json`));
+  const file = `${FIXTURES}nir_resnet19.nir`;
+  const model = await importNir(file);
+  const dir = await Deno.makeTempDir();
+  const scope = new Scope();
+  try {
+    // Decay 0.75 and threshold 0.5 come back from tau, r and v_threshold.
+    assert.deepEqual(model.config.lif, { tau: 0.75, threshold: 0.5 });
+    const logits = scope.run(() => {
+      const input = Tensor.fromData(Float32Array.from(consumer.inputs.flat()), [
+        consumer.inputs.length,
+        ...consumer.input_shape,
+      ], { name: "input" });
+      return model.forward(input).logits;
+    });
+    const ours = await logits.readFloat();
+    const theirs = consumer.logits.flat();
+    const error = Math.max(...theirs.map((v, i) => Math.abs(ours[i] - v))) /
+      Math.max(...theirs.map(Math.abs));
+    assert.ok(error <= 1e-4, `imported resnet19: logits differ from snnTorch's by ${error}`);
+    console.log(`nir import resnet19: max logit error ${error.toExponential(2)} (rel.) against snnTorch`);
+
+    const { graph } = await decodeNir(await Deno.readFile(file), file);
+    const write = async (name: string, changed: NirGraph) => {
+      const path = join(dir, name);
+      await Deno.writeFile(path, await encodeNir(changed, "1.0.7"));
+      return path;
+    };
+    const { spikegpu_model: _, ...anonymous } = graph.metadata;
+    await assert.rejects(
+      importNir(await write("anon.nir", { ...graph, metadata: anonymous })),
+      /no spikegpu_model/,
+    );
+    const nodes = new Map(graph.nodes);
+    const lif = { ...nodes.get("lif1")! };
+    lif.r = { ...(lif.r as { dtype: "f64"; shape: number[]; data: Float64Array }) };
+    lif.r.data = (lif.r.data as Float64Array).map(() => 1);
+    nodes.set("lif1", lif);
+    await assert.rejects(
+      importNir(await write("r.nir", { ...graph, nodes })),
+      /lif1 scales its input by r\*dt\/tau/,
+    );
+    // Without the identity shortcut of the second block.
+    const cut = {
+      ...graph,
+      edges: graph.edges.filter(([a, b]) => !(a === "layer1.0.lif2" && b === "layer1.1.lif2")),
+    };
+    await assert.rejects(
+      importNir(await write("edges.nir", cut)),
+      /edges differ at layer1\.0\.lif2 -> layer1\.1\.lif2/,
+    );
+    await assert.rejects(
+      importNir(file, { model: { name: "resnet18", options: { numClasses: 4, T: 3, width: 2 } } }),
+      /as resnet18: nodes differ/,
+    );
+    await assert.rejects(importNir(join(dir, "none.nir")), /nir: cannot read .*none\.nir/);
+  } finally {
+    scope.dispose();
+    model.dispose();
     await Deno.remove(dir, { recursive: true });
   }
 });

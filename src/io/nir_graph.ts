@@ -73,19 +73,34 @@ export function poolWindow(input: number, output: number): { kernel: number; str
   return uniform && stride > 0 ? { kernel, stride } : null;
 }
 
+/** Where a parameterised node's values live in the model's state dict. */
+export type NirParameterSource =
+  | { kind: "conv"; conv: string; bn: string }
+  | { kind: "affine"; linear: string };
+
 /** Builds the graph from the model's host weights (`stateDict(model)`: reference names). */
 export function buildNirGraph(
   model: SpikingModel,
   weights: Map<string, NamedArray>,
   options: NirGraphOptions,
 ): NirGraph {
+  return buildNirGraphWithSources(model, weights, options).graph;
+}
+
+/** The graph and, per Conv2d and Affine node, the state-dict entries it was made from. */
+export function buildNirGraphWithSources(
+  model: SpikingModel,
+  weights: Map<string, NamedArray>,
+  options: NirGraphOptions,
+): { graph: NirGraph; sources: Map<string, NirParameterSource> } {
   const builder = new GraphBuilder(model, weights, options);
   if (model instanceof SpikingResNet) builder.resnet(model);
   else if (model instanceof PlainSpikingCnn) builder.plain(model);
-  else {throw new Error(
-      `nir: cannot export a ${(model as object).constructor.name}; expected a spikegpu model`,
-    );}
-  return builder.graph;
+  else {
+    const kind = (model as object).constructor.name;
+    throw new Error(`nir: cannot export a ${kind}; expected a spikegpu model`);
+  }
+  return { graph: builder.graph, sources: builder.sources };
 }
 
 /** An activation's shape (C, H, W) or (N) and the node that produces it. */
@@ -97,6 +112,7 @@ interface Port {
 class GraphBuilder {
   readonly graph: NirGraph;
   readonly input: Port;
+  readonly sources = new Map<string, NirParameterSource>();
   readonly #weights: Map<string, NamedArray>;
   readonly #dt: number;
 
@@ -218,6 +234,7 @@ class GraphBuilder {
         `nir: the input is too small: ${name} (kernel ${k}) would map ${h}x${w} to ${outH}x${outW}`,
       );
     }
+    this.sources.set(name, { kind: "conv", conv: convKey, bn: bnKey });
     const bn = this.#bn(bnKey);
     const weight = this.#array(`${convKey}.weight`);
     const perChannel = weight.length / conv.outChannels;
@@ -344,6 +361,7 @@ class GraphBuilder {
     if (input.shape.length !== 1 || input.shape[0] !== linear.inFeatures) {
       throw new Error(`nir: ${name} expects ${linear.inFeatures} features, gets [${input.shape}]`);
     }
+    this.sources.set(name, { kind: "affine", linear: name });
     this.#add(name, {
       type: "Affine",
       weight: f32(this.#array(`${name}.weight`).slice(), [linear.outFeatures, linear.inFeatures]),
