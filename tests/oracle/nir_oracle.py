@@ -1,4 +1,4 @@
-"""NIR oracle: loads spikegpu's NIR exports with the reference `nir` package and runs them in snnTorch.
+r"""NIR oracle: loads spikegpu's NIR exports with the reference `nir` package and runs them in snnTorch.
 
 For each tests/fixtures/nir_<name>.nir written by tests/oracle/nir_models.ts, this script
   1. reads the file with `nir.read` (type checking on: every edge's shapes must agree),
@@ -12,20 +12,26 @@ For each tests/fixtures/nir_<name>.nir written by tests/oracle/nir_models.ts, th
 snnTorch reproduces our neuron exactly: Leaky(reset_mechanism="zero", reset_delay=False), which its NIR
 import builds, computes u = beta * m + x, spike = u > threshold, m = u * (1 - spike) in the same step, with
 beta = 1 - dt / tau = our decay for its dt = 1e-4 (docs/nir.md). Norse's from_nir cannot: it ignores r (so
-the input is scaled by dt / tau) and has no AvgPool2d.
+the input is scaled by dt / tau), and at 065a3b45 its spike function needs torch 2.
 
 Python packages come from source trees (the Python package index is not needed): set
-  NIR_SRC       a checkout of github.com/neuromorphs/NIR        (holds nir/)
-  NIRTORCH_SRC  a checkout of github.com/neuromorphs/NIRTorch   (holds nirtorch/)
-  SNNTORCH_SRC  a checkout of github.com/jeshraghian/snntorch   (holds snntorch/)
-each optionally with a COMMIT file holding the commit, recorded in the fixtures. Regenerate every NIR
-fixture (from the repository root; Debian's python3 with python3-torch, -numpy, -h5py):
+  NIR_SRC       a tree of github.com/neuromorphs/NIR        (holds nir/)
+  NIRTORCH_SRC  a tree of github.com/neuromorphs/NIRTorch   (holds nirtorch/)
+  SNNTORCH_SRC  a tree of github.com/jeshraghian/snntorch   (holds snntorch/)
+each with an optional COMMIT file holding its commit, which the fixtures record. To make them from clones
+(`<owner>+<name>.git` below stands for each repository's git directory):
 
-  for r in neuromorphs/NIR:nir neuromorphs/NIRTorch:nirtorch jeshraghian/snntorch:snntorch; do
-    repo=${r%%:*}; d=/work/ext/${repo/\\//+}; mkdir -p $d; git -C <clone of $repo> archive HEAD ${r##*:} |
-    tar -x -C $d; git -C <clone of $repo> rev-parse HEAD > $d/COMMIT; done
-  deno run -A tests/oracle/nir_models.ts && NIR_SRC=/work/ext/neuromorphs+NIR \\
-    NIRTORCH_SRC=/work/ext/neuromorphs+NIRTorch SNNTORCH_SRC=/work/ext/jeshraghian+snntorch \\
+  for spec in neuromorphs+NIR:nir neuromorphs+NIRTorch:nirtorch jeshraghian+snntorch:snntorch; do
+    repo=${spec%%:*}; mkdir -p /work/ext/$repo
+    git --git-dir=$repo.git archive HEAD ${spec##*:} | tar -x -C /work/ext/$repo
+    git --git-dir=$repo.git rev-parse HEAD > /work/ext/$repo/COMMIT
+  done
+
+Then, from the repository root, with Debian's python3 (python3-torch, python3-numpy, python3-h5py), one
+command regenerates every NIR fixture (checkpoints, .nir files, snnTorch results):
+
+  deno run -A tests/oracle/nir_models.ts && NIR_SRC=/work/ext/neuromorphs+NIR \
+    NIRTORCH_SRC=/work/ext/neuromorphs+NIRTorch SNNTORCH_SRC=/work/ext/jeshraghian+snntorch \
     /usr/bin/python3 tests/oracle/nir_oracle.py
 """
 
