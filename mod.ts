@@ -71,6 +71,12 @@ export { loadSafetensors, loadStateDict, saveSafetensors, stateDict } from "./sr
 export { encodeSafetensors, parseSafetensors, readSafetensors } from "./src/io/safetensors.ts";
 export { readCheckpoint, writeCheckpoint } from "./src/io/checkpoint.ts";
 export type { Checkpoint } from "./src/io/checkpoint.ts";
+/** The SNN as a NIR graph file (HDF5) for snnTorch, Norse, Lava and neuromorphic toolchains: docs/nir.md. */
+export { exportNir, nirGraph } from "./src/io/nir.ts";
+export type { NirExportOptions, NirExportSummary } from "./src/io/nir.ts";
+/** A NIR graph of a spikegpu architecture back into a model, to fine-tune here. */
+export { importNir } from "./src/io/nir_import.ts";
+export type { NirImportOptions } from "./src/io/nir_import.ts";
 
 // Pipeline stages
 /** The stages of a run, to compose or replace: source, train step, evaluation, loop, run folder. */

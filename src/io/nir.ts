@@ -1,0 +1,57 @@
+/**
+ * Export to NIR (neuromorphs/NIR), the interchange format of snnTorch, Norse, SpikingJelly, Sinabs,
+ * Rockpool, Lava and neuromorphic toolchains: the SNN in eval mode without its surrogate modules, as an
+ * HDF5 file `nir.read` loads. The mapping and its equations: docs/nir.md. Written atomically: a failed
+ * export leaves no file and any previous one untouched.
+ */
+import type { SpikingModel } from "../models/registry.ts";
+import { SpikingResNet } from "../models/spiking_resnet.ts";
+import { writeFileAtomic } from "./atomic.ts";
+import { buildNirGraph, NIR_VERSION, type NirGraph, type NirGraphOptions } from "./nir_graph.ts";
+import { encodeNir } from "./nir_hdf5.ts";
+import { stateDict } from "./state_dict.ts";
+
+export interface NirExportOptions extends Omit<NirGraphOptions, "source"> {}
+
+export interface NirExportSummary {
+  path: string;
+  bytes: number;
+  nodes: number;
+  edges: number;
+  /** The NIR format version written. */
+  version: string;
+}
+
+/** The registry name and options that rebuild `model` (stored in the file's metadata). */
+export function modelSource(model: SpikingModel): { name: string; options: Record<string, unknown> } {
+  const { modules: _modules, ...config } = model.config as Record<string, unknown>;
+  if (model instanceof SpikingResNet) {
+    const { arch, ...options } = config;
+    return { name: arch as string, options: { ...options, T: model.T } };
+  }
+  return { name: "plain", options: { ...config, T: model.T } };
+}
+
+/** The NIR graph of `model` with its current weights and BN running statistics. */
+export async function nirGraph(model: SpikingModel, options: NirExportOptions): Promise<NirGraph> {
+  const weights = await stateDict(model, { surrogates: false });
+  return buildNirGraph(model, weights, { ...options, source: modelSource(model) });
+}
+
+/** Writes `model` as a NIR graph file at `path`. */
+export async function exportNir(
+  model: SpikingModel,
+  path: string,
+  options: NirExportOptions,
+): Promise<NirExportSummary> {
+  const graph = await nirGraph(model, options);
+  const bytes = await encodeNir(graph, NIR_VERSION);
+  await writeFileAtomic(path, bytes);
+  return {
+    path,
+    bytes: bytes.byteLength,
+    nodes: graph.nodes.size,
+    edges: graph.edges.length,
+    version: NIR_VERSION,
+  };
+}
