@@ -65,7 +65,7 @@ function firstLayerSpikes(model: SpikingModel, input: Tensor): Tensor[] {
   const T = model.T;
   const x = expandTime(input, T);
   if (model instanceof SpikingResNet) {
-    const stem = model.lif.afterBatchNorm(model.bn1, model.conv1.forward(x), T);
+    const stem = model.lif1.afterBatchNorm(model.bn1, model.conv1.forward(x), T);
     const block = model.blocks[0];
     return [stem, block.lif1.afterBatchNorm(block.bn1, block.conv1.forward(stem), T)];
   }

@@ -150,7 +150,7 @@ class GraphBuilder {
 
   resnet(model: SpikingResNet): void {
     this.#checkChannels(model.conv1.inChannels);
-    let x = this.#lif("lif1", this.#convBn("conv1", model.conv1, "conv1", "bn1", [this.input]), model.lif);
+    let x = this.#lif("lif1", this.#convBn("conv1", model.conv1, "conv1", "bn1", [this.input]), model.lif1);
     model.blocks.forEach((block, i) => {
       const stage = this.#blockPrefix(model, i);
       const h = this.#lif(
@@ -172,7 +172,9 @@ class GraphBuilder {
     });
     let h = this.#flatten(this.#avgPool(x, 1));
     h = this.#affine("linear", model.linear, h);
-    if (model.linear2) h = this.#affine("linear2", model.linear2, this.#lif("linear.lif", [h], model.lif));
+    if (model.linear2) {
+      h = this.#affine("linear2", model.linear2, this.#lif("linear.lif", [h], model.linearLif!));
+    }
     this.#output(h);
   }
 
