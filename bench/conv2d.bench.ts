@@ -20,7 +20,7 @@ import {
   type GemmTile,
   outputSize,
   UNIFORM_WINDOW_BYTES,
-} from "../kernels/conv2d.ts";
+} from "../kernels/conv2d/mod.ts";
 import { describeAdapter, initGpu } from "../src/gpu/device.ts";
 import { synchronize } from "../src/gpu/kernels.ts";
 import { dispatchConvPlan } from "../src/ops/conv2d.ts";

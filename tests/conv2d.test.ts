@@ -10,7 +10,7 @@ import {
   type DirectWeightTile,
   type GemmTile,
   outputSize,
-} from "../kernels/conv2d.ts";
+} from "../kernels/conv2d/mod.ts";
 import { conv2d, dispatchConvPlan } from "../src/ops/conv2d.ts";
 import { Tape } from "../src/tensor/tape.ts";
 import { Tensor } from "../src/tensor/tensor.ts";

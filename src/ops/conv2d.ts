@@ -8,7 +8,7 @@ import {
   type ConvPlan,
   defaultConvTilings,
   outputSize,
-} from "../../kernels/conv2d.ts";
+} from "../../kernels/conv2d/mod.ts";
 import { gpu } from "../gpu/device.ts";
 import { autocastActive, toHalf } from "./autocast.ts";
 import { dispatch } from "../gpu/kernels.ts";
