@@ -467,7 +467,7 @@ Deno.test("conv2d direct plans: channel ranges on binding boundaries fill their 
 
 Deno.test("conv2d CPU tilings: the default network's 28x28 convolution is windowed and keeps both threads busy", () => {
   const g = geometry(32, 8, 8, [28, 28], [3, 1, 1]);
-  const tilings = defaultConvTilings(g, true, 2);
+  const tilings = defaultConvTilings(g, { threads: 2 });
   const plans = [
     conv2dForwardPlan(g, tilings.forward),
     conv2dGradInputPlan(g, tilings.gradInput),

@@ -3,12 +3,12 @@
  * tiling): every candidate tile is rated in multiply-adds of one invocation and the cheapest wins.
  */
 import { convFlops, type ConvGeometry, geometryKey, outputSize, phase, reached } from "./geometry.ts";
+import { SOFTWARE_ADAPTER_COSTS, type SoftwareTarget, UNIFORM_WINDOW_BYTES } from "../target.ts";
 import type { DirectTile, DirectWeightTile, GemmTile } from "./tiles.ts";
 import {
   reductionRead,
   rowsPerWindow,
   sampleGroups,
-  UNIFORM_WINDOW_BYTES,
   weightChannelRanges,
   windowCapacity,
 } from "./windows.ts";
@@ -29,15 +29,11 @@ const DIRECT_LARGE_PRODUCTS = 2304;
 const LARGE_BODY_FLOPS = 1e9;
 const DIRECT_MAX_ACCUMULATORS = 288;
 
-/**
- * Cost model of the direct kernels on a CPU adapter, in multiply-adds of one invocation, roughly as measured
- * on llvmpipe (AVX2): a load through a uniform window, a storage load or store (a per-lane loop), starting
- * one workgroup, and recording and starting one dispatch.
- */
-const COST = { windowLoad: 4, storageAccess: 30, workgroup: 1000, dispatch: 200_000 };
+/** Prices of the cost model below: a software adapter's, in multiply-adds of one invocation. */
+const COST = SOFTWARE_ADAPTER_COSTS;
 
 function loadCost(windowed: boolean): number {
-  return windowed ? COST.windowLoad : COST.storageAccess;
+  return windowed ? COST.uniformLoad : COST.storageAccess;
 }
 
 /**
@@ -219,7 +215,7 @@ function* weightTiles(taps: number, maxProducts: number): Generator<DirectWeight
   }
 }
 
-type Tilings = {
+export type Tilings = {
   forward: GemmTile | DirectTile;
   gradInput: GemmTile | DirectTile;
   gradWeight: GemmTile | DirectWeightTile;
@@ -228,16 +224,17 @@ type Tilings = {
 const chosenTilings = new Map<string, Tilings>();
 
 /**
- * Default tilings. GPUs get the GEMM tiling. CPU adapters (running `threads` workgroups at once) get the
- * direct tiles and uniform windows that the cost model above rates cheapest, with unrolled loop bodies
+ * Default tilings. GPUs (`software` omitted) get the GEMM tiling. Software adapters (running `threads`
+ * workgroups at once) get the direct tiles and uniform windows that the cost model above rates cheapest, with unrolled loop bodies
  * within 768 multiply-adds (2,304 for layers of 1 GFLOP or more) and 288 accumulators (see
  * DIRECT_MAX_PRODUCTS).
  */
-export function defaultConvTilings(geometry: ConvGeometry, cpu: boolean, threads = 2): Tilings {
-  if (!cpu) {
+export function defaultConvTilings(geometry: ConvGeometry, software?: SoftwareTarget): Tilings {
+  if (!software) {
     const gemm: GemmTile = { kind: "gemm", tileM: 64, tileN: 64, tileK: 16, threadM: 4, threadN: 4 };
     return { forward: gemm, gradInput: gemm, gradWeight: gemm };
   }
+  const { threads } = software;
   const key = `${geometryKey(geometry)}/${threads}`;
   let tilings = chosenTilings.get(key);
   if (!tilings) {

@@ -46,8 +46,7 @@ import type { DirectTile, DirectWeightTile, GemmTile } from "./tiles.ts";
 export { convFlops, type ConvGeometry, outputSize } from "./geometry.ts";
 export type { DirectTile, DirectWeightTile, GemmTile } from "./tiles.ts";
 export type { BufferRange, ConvDispatch, ConvKernel, ConvPlan } from "./plan.ts";
-export { UNIFORM_WINDOW_BYTES } from "./windows.ts";
-export { defaultConvTilings } from "./cost.ts";
+export { defaultConvTilings, type Tilings } from "./cost.ts";
 
 /** `(batch, cin, H, W) x (cout, cin, k, k) -> (batch, cout, Ho, Wo)`; roles x, weight, out. */
 export function conv2dForwardPlan(geometry: ConvGeometry, tiling: GemmTile | DirectTile): ConvPlan {

@@ -7,9 +7,6 @@ import { type ConvGeometry, outputSize } from "./geometry.ts";
 import type { BufferRange } from "./plan.ts";
 import type { DirectTile, DirectWeightTile } from "./tiles.ts";
 
-/** WebGPU's default maxUniformBufferBindingSize, which every adapter supports. */
-export const UNIFORM_WINDOW_BYTES = 65536;
-
 /** Uniform bindings start at multiples of 256 bytes (minUniformBufferOffsetAlignment's default). */
 export const BINDING_ALIGN = 256;
 
