@@ -75,27 +75,6 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   };
 }
 
-/** f32 -> f16 and f16 -> f32 conversion, for f16 storage where the adapter has shader-f16. */
-export function castKernel(n: number, from: "f32" | "f16", to: "f32" | "f16"): ElementwiseKernel {
-  const grid = gridFor(n);
-  return {
-    key: `cast:${from}:${to}:${n}`,
-    workgroups: grid.workgroups,
-    wgsl: () => `
-enable f16;
-@group(0) @binding(0) var<storage, read> src: array<${from}>;
-@group(0) @binding(1) var<storage, read_write> dst: array<${to}>;
-
-@compute @workgroup_size(${WORKGROUP_SIZE})
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let i = gid.x + gid.y * ${grid.rowStride}u;
-  if (i >= ${n}u) { return; }
-  dst[i] = ${to}(src[i]);
-}
-`,
-  };
-}
-
 /**
  * f32 -> IEEE f16, two values to a 32-bit word (the layout of `array<f16>`), rounded to nearest even with
  * subnormals kept, in integer arithmetic: WGSL leaves an out-of-range conversion indeterminate and lets

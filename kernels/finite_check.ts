@@ -10,9 +10,6 @@ import type { Kernel } from "../src/gpu/kernels.ts";
 /** Flag word 0 while nothing non-finite has been seen. */
 export const ALL_FINITE = 0xffffffff;
 
-/** Bytes of the uniform block: `index: u32` (the parameter's position), `step: u32`. */
-export const FINITE_CHECK_UNIFORM_BYTES = 8;
-
 const THREADS = 256;
 /** Enough invocations to keep a GPU busy; each strides over the rest. */
 const MAX_WORKGROUPS = 64;
