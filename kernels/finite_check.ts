@@ -5,6 +5,7 @@
  * names where a run first went non-finite. The test looks at the exponent bits because a shader compiler
  * may assume floats are finite and fold `x != x` away.
  */
+import { kernelKey } from "./common.ts";
 import type { Kernel } from "../src/gpu/kernels.ts";
 
 /** Flag word 0 while nothing non-finite has been seen. */
@@ -48,7 +49,7 @@ export function finiteCheckKernel(n: number, options: FiniteCheckOptions = {}): 
   if (gradients) declarations.unshift("var<storage, read> grad: array<f32>;");
   const gradCheck = gradients ? "    bad_grad = bad_grad || non_finite(grad[i]);\n" : "";
   return {
-    key: gradients ? `finite_check:${n}` : `finite_check:values:${n}`,
+    key: kernelKey("finite_check", { n, gradients }),
     workgroups: [workgroups],
     wgsl: () => `
 struct Where { index: u32, step: u32 }

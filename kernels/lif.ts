@@ -6,8 +6,8 @@
  * norm, whose input the backward keeps anyway, the backward recomputes u_t instead (up to 16 steps).
  */
 import type { Kernel } from "../src/gpu/kernels.ts";
-import { channelRun, f32, gridFor, WORKGROUP_SIZE } from "./common.ts";
-import { surrogateKey, type SurrogateSpec, surrogateWGSL } from "./surrogates.ts";
+import { channelRun, f32, gridFor, kernelKey, WORKGROUP_SIZE } from "./common.ts";
+import { type SurrogateSpec, surrogateWGSL } from "./surrogates.ts";
 
 export interface LifSpec {
   /** Neurons per time step: the tensor's size divided by T. */
@@ -30,10 +30,12 @@ export interface LifKernel extends Kernel {
   workgroups: [number, number];
 }
 
-function specKey(spec: LifSpec): string {
-  const smooth = spec.smoothForward ? ":smooth" : "";
-  const surrogate = surrogateKey(spec.surrogate);
-  return `${spec.neurons}:${spec.steps}:${spec.tau}:${spec.threshold}:${surrogate}${smooth}`;
+/**
+ * The part of `spec` a forward kernel reads: the surrogate only shapes the backward, unless the smoothed
+ * forward fires through it.
+ */
+function forwardSpec({ neurons, steps, tau, threshold, surrogate, smoothForward }: LifSpec) {
+  return { neurons, steps, tau, threshold, ...(smoothForward ? { surrogate, smoothForward } : {}) };
 }
 
 /** WGSL `fn fire(u: f32) -> f32`: the spike emitted for membrane u. */
@@ -78,7 +80,7 @@ export function lifForwardKernel(spec: LifSpec, saveMembrane: boolean): LifKerne
   const grid = gridFor(spec.neurons);
   const n = spec.neurons;
   return {
-    key: `lif_forward:${specKey(spec)}:${saveMembrane ? "save" : "nosave"}`,
+    key: kernelKey("lif_forward", { spec: forwardSpec(spec), saveMembrane }),
     workgroups: grid.workgroups,
     wgsl: () => `
 @group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -146,7 +148,7 @@ export function lifNormalizedForwardKernel(
   input: NormalizedInput,
   saveMembrane: boolean,
 ): LifKernel {
-  const { channels: C, spatial: S, residual } = input;
+  const { residual } = input;
   const { grid, runLoop } = channelRuns(spec, input);
   const bindings = ["x", "stats", ...(residual ? ["residual"] : []), "spikes"];
   if (saveMembrane) bindings.push("membrane");
@@ -155,9 +157,7 @@ export function lifNormalizedForwardKernel(
     return `@group(0) @binding(${i}) var<storage, ${access}> ${name}: array<f32>;`;
   });
   return {
-    key: `lif_bn_forward:${specKey(spec)}:${C}x${S}${residual ? ":residual" : ""}:${
-      saveMembrane ? "save" : "nosave"
-    }`,
+    key: kernelKey("lif_bn_forward", { spec: forwardSpec(spec), input, saveMembrane }),
     workgroups: grid.workgroups,
     wgsl: () => `
 ${declarations.join("\n")}
@@ -196,7 +196,7 @@ export const MAX_RECOMPUTED_STEPS = 16;
 export function lifNormalizedBackwardKernel(spec: LifSpec, input: NormalizedInput): LifKernel {
   const n = spec.neurons;
   const T = spec.steps;
-  const { channels: C, spatial: S, residual } = input;
+  const { residual } = input;
   if (T > MAX_RECOMPUTED_STEPS) {
     throw new Error(`lif: the recomputing backward unrolls at most ${MAX_RECOMPUTED_STEPS} steps, got ${T}`);
   }
@@ -222,7 +222,7 @@ export function lifNormalizedBackwardKernel(spec: LifSpec, input: NormalizedInpu
     }`);
   }
   return {
-    key: `lif_bn_backward:${specKey(spec)}:${C}x${S}${residual ? ":residual" : ""}`,
+    key: kernelKey("lif_bn_backward", { spec, input }),
     workgroups: grid.workgroups,
     wgsl: () => `
 ${declarations.join("\n")}
@@ -250,7 +250,7 @@ export function lifBackwardKernel(spec: LifSpec): LifKernel {
   const grid = gridFor(spec.neurons);
   const n = spec.neurons;
   return {
-    key: `lif_backward:${specKey(spec)}`,
+    key: kernelKey("lif_backward", { spec }),
     workgroups: grid.workgroups,
     wgsl: () => `
 @group(0) @binding(0) var<storage, read> membrane: array<f32>;

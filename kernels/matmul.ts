@@ -21,7 +21,7 @@
  * gradient `g^T x` is `transA`: the reduction over the batch runs inside one workgroup (shared) or one
  * thread (direct), with no atomics.
  */
-import { gridFor } from "./common.ts";
+import { gridFor, kernelKey } from "./common.ts";
 import {
   SOFTWARE_ADAPTER_COSTS,
   SOFTWARE_SIMD_LANES,
@@ -140,10 +140,6 @@ function checkTile(tile: MatmulTile): void {
   }
 }
 
-function shapeKey({ M, N, K, transA, transB, bias }: Required<Omit<MatmulShape, "tile">>): string {
-  return `matmul:${M}x${N}x${K}:${transA ? "T" : "N"}${transB ? "T" : "N"}:${bias ? "bias" : "nobias"}`;
-}
-
 /** `C = op(A) op(B) (+ bias)`; see the file comment for layouts. */
 export function matmulKernel(shape: MatmulShape): GridKernel {
   const { M, N, K, transA = false, transB = false, bias = false } = shape;
@@ -168,7 +164,19 @@ function sharedMatmul(shape: Required<Omit<MatmulShape, "tile">>, tile: SharedMa
   // One padding column keeps the transposing tile stores free of shared-memory bank conflicts.
   const strideA = blockM + 1;
   const strideB = blockN + 1;
-  const key = `${shapeKey(shape)}:${blockM}x${blockN}x${blockK}:${threadM}x${threadN}`;
+  const key = kernelKey("matmul_shared", {
+    M,
+    N,
+    K,
+    transA,
+    transB,
+    bias,
+    blockM,
+    blockN,
+    blockK,
+    threadM,
+    threadN,
+  });
 
   // Consecutive threads load consecutive addresses of global memory, whichever way A and B are stored.
   const loadA = transA
@@ -397,10 +405,10 @@ function directMatmul(shape: Required<Omit<MatmulShape, "tile">>, tile: DirectMa
   const blocksN = Math.ceil(N / threadN);
   const lanes = Math.ceil(M / threadM) * blocksN;
   const grid = gridFor(lanes, workgroup);
-  const uniforms = `${uniformA ? "A" : ""}${uniformB ? "B" : ""}`;
-  const key = `${shapeKey(shape)}:direct${threadM}x${threadN}/${workgroup}${
-    uniforms ? `:uniform${uniforms}` : ""
-  }`;
+  const key = kernelKey("matmul_direct", {
+    ...{ M, N, K, transA, transB, bias },
+    ...{ threadM, threadN, workgroup, uniformA, uniformB },
+  });
   const wgsl = () => {
     const a = operandCode("a", M, threadM, "m0", K, !transA, uniformA);
     const b = operandCode("b", N, threadN, "n0", K, transB, uniformB);
@@ -489,7 +497,7 @@ function directColumnSum(rows: number, cols: number, cpuThreads: number): GridKe
   const workgroup = Math.min(SOFTWARE_SIMD_LANES, 2 ** Math.floor(Math.log2(perCore)));
   const grid = gridFor(lanes, workgroup);
   return {
-    key: `column_sum:${rows}x${cols}:direct${width}/${workgroup}`,
+    key: kernelKey("column_sum_direct", { rows, cols, workgroup }),
     workgroups: grid.workgroups,
     wgsl: () => `
 @group(0) @binding(0) var<storage, read> src: array<${element}>;
@@ -511,7 +519,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 
 function sharedColumnSum(rows: number, cols: number): GridKernel {
   return {
-    key: `column_sum:${rows}x${cols}`,
+    key: kernelKey("column_sum", { rows, cols }),
     workgroups: [Math.ceil(cols / COLUMN_TILE), 1],
     wgsl: () => `
 @group(0) @binding(0) var<storage, read> src: array<f32>;

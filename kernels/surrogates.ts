@@ -79,14 +79,6 @@ export function surrogateSpec(
   return spec as SurrogateSpec;
 }
 
-/** The parameters of `spec` in table order, for kernel keys: `dspike:2.5:1`, `atan:2`. */
-export function surrogateKey(spec: SurrogateSpec): string {
-  const values = Object.keys(SURROGATES[spec.kind].defaults).map((name) =>
-    (spec as unknown as Record<string, number>)[name]
-  );
-  return [spec.kind, ...values].join(":");
-}
-
 /** WGSL `fn surrogate_grad(z: f32) -> f32` of `spec`. */
 export function surrogateWGSL(spec: SurrogateSpec): string {
   const wgsl = SURROGATES[spec.kind].wgsl as (params: SurrogateSpec) => string;

@@ -1,5 +1,5 @@
 /** The blocked weight copy that lets a range of reduced channels' weights for many rows be one window. */
-import { gridFor } from "../common.ts";
+import { gridFor, kernelKey } from "../common.ts";
 import type { ConvGeometry } from "./geometry.ts";
 import type { ConvKernel } from "./plan.ts";
 import { readCode } from "./wgsl.ts";
@@ -26,9 +26,7 @@ export function blockedWeightKernel(geometry: ConvGeometry, block: number, trans
   // weight[co, ci, tap] with (row, reduced channel) = (ci, co) when transposed, else (co, ci).
   const source = transposed ? `(channel * ${cin}u + row)` : `(row * ${cin}u + channel)`;
   return {
-    key: `conv2d_blocked_weight:${cout}x${cin}x${taps}:${transposed ? "t" : "n"}${block}${
-      half ? ":f16" : ""
-    }`,
+    key: kernelKey("conv2d_blocked_weight", { cout, cin, kernel, block, transposed, half }),
     buffers: ["weight", "weightBlocks"],
     dispatches: [{ ranges: [undefined, undefined], workgroups: [...grid.workgroups, 1] }],
     wgsl: () => `

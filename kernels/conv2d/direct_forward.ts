@@ -1,6 +1,7 @@
 /** The direct tiling's forward pass: register-blocked output channels x pixels, reading through windows. */
+import { kernelKey } from "../common.ts";
 import { blockedWeightKernel, blockedWeightSize } from "./blocked_weights.ts";
-import { type ConvGeometry, geometryKey, outputSize, reached } from "./geometry.ts";
+import { type ConvGeometry, outputSize, reached } from "./geometry.ts";
 import type { ConvDispatch, ConvKernel, ConvPlan } from "./plan.ts";
 import type { DirectTile } from "./tiles.ts";
 import {
@@ -15,7 +16,6 @@ import {
   patchLoads,
   readCode,
   splitFields,
-  splitKey,
   storeCode,
 } from "./wgsl.ts";
 import { reductionRead, rowsPerWindow, storageRead, windowAt, windowedRead } from "./windows.ts";
@@ -153,9 +153,7 @@ ${stores.join("\n")}
 `;
   };
   const forward: ConvKernel = {
-    key: `conv2d_forward:${
-      geometryKey(geometry)
-    }:direct${channels}/${rows}x${cols}/${workgroup}/${windowBytes}${splitKey(tile)}`,
+    key: kernelKey("conv2d_forward", { geometry, tile }),
     buffers: ["x", blocked ? "weightBlocks" : "weight", "out"],
     dispatches,
     wgsl,

@@ -2,8 +2,9 @@
  * The direct tiling's input gradient: one register-blocked kernel per phase (iy mod stride, ix mod stride),
  * and a plain fill for phases no kernel tap reaches.
  */
+import { kernelKey } from "../common.ts";
 import { blockedWeightKernel, blockedWeightSize } from "./blocked_weights.ts";
-import { type ConvGeometry, geometryKey, outputSize, phase, reached } from "./geometry.ts";
+import { type ConvGeometry, outputSize, phase, reached } from "./geometry.ts";
 import type { ConvDispatch, ConvKernel, ConvPlan } from "./plan.ts";
 import type { DirectTile } from "./tiles.ts";
 import {
@@ -18,7 +19,6 @@ import {
   patchLoads,
   readCode,
   splitFields,
-  splitKey,
   storeCode,
 } from "./wgsl.ts";
 import { reductionRead, rowsPerWindow, storageRead, windowAt, windowedRead } from "./windows.ts";
@@ -172,9 +172,7 @@ ${stores.join("\n")}
 `;
       };
       kernels.push({
-        key: `conv2d_grad_input:${
-          geometryKey(geometry)
-        }:phase${py},${px}:direct${channels}/${rows}x${cols}/${workgroup}/${windowBytes}${splitKey(tile)}`,
+        key: kernelKey("conv2d_grad_input", { geometry, tile, phase: [py, px] }),
         buffers: ["gradOut", weightRows ? "weightBlocks" : "weight", "gradIn"],
         dispatches,
         wgsl,
@@ -202,7 +200,7 @@ function zeroPhaseKernel(
   const lanes = batch * cin * countY * countX;
   return {
     // The key names the whole geometry: dispatch parameters are cached by key (the WGSL does not use the batch).
-    key: `conv2d_grad_input_zero:${geometryKey(geometry)}:phase${py},${px}`,
+    key: kernelKey("conv2d_grad_input_zero", { geometry, phase: [py, px] }),
     buffers: ["gradIn"],
     dispatches: [{ ranges: [undefined], params: [lanes], workgroups: laneGrid(lanes, ZERO_WORKGROUP, 1) }],
     wgsl: () => `

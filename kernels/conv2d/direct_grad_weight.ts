@@ -2,7 +2,8 @@
  * The direct tiling's weight gradient: partial sums over `splits` invocations per sample group (or per
  * channel range of one sample), then a kernel that adds them.
  */
-import { type ConvGeometry, geometryKey, outputSize, reached } from "./geometry.ts";
+import { kernelKey } from "../common.ts";
+import { type ConvGeometry, outputSize, reached } from "./geometry.ts";
 import type { ConvDispatch, ConvKernel, ConvPlan } from "./plan.ts";
 import type { DirectWeightTile } from "./tiles.ts";
 import {
@@ -47,7 +48,7 @@ function reducePartialsKernel(weights: number, partialCount: number, windowBytes
     });
   }
   return {
-    key: `conv2d_grad_weight_reduce:${weights}x${partialCount}/${windowBytes}`,
+    key: kernelKey("conv2d_grad_weight_reduce", { weights, partialCount, windowBytes }),
     buffers: ["partials", "gradWeight"],
     dispatches,
     wgsl: () => `
@@ -256,11 +257,7 @@ ${stores.join("\n")}
 `;
   };
   const partialKernel: ConvKernel = {
-    key: `conv2d_grad_weight:${
-      geometryKey(geometry)
-    }:direct${outChannels}x${inChannels}/${rows}x${cols}/${workgroup}/${splits}/${windowBytes}${
-      tile.channelSplit === false ? "/unsplit" : ""
-    }`,
+    key: kernelKey("conv2d_grad_weight", { geometry, tile }),
     buffers: ["gradOut", "x", output],
     dispatches,
     wgsl,

@@ -3,8 +3,8 @@
  * gathered on the fly, never stored). One kernel forward and for the weight gradient, one per phase for the
  * input gradient.
  */
-import { MAX_WORKGROUPS_X } from "../common.ts";
-import { type ConvGeometry, geometryKey, outputSize, phase } from "./geometry.ts";
+import { kernelKey, MAX_WORKGROUPS_X } from "../common.ts";
+import { type ConvGeometry, outputSize, phase } from "./geometry.ts";
 import type { ConvKernel } from "./plan.ts";
 import type { GemmTile } from "./tiles.ts";
 import { capitalised, readCode } from "./wgsl.ts";
@@ -221,7 +221,7 @@ export function gemmForward(geometry: ConvGeometry, tile: GemmTile): ConvKernel 
   const outPixels = outH * outW;
   const columns = batch * outPixels;
   return gemmKernel({
-    key: `conv2d_forward:${geometryKey(geometry)}:${tileKey(tile)}`,
+    key: kernelKey("conv2d_forward", { geometry, tile }),
     tile,
     m: cout,
     n: columns,
@@ -275,7 +275,7 @@ export function gemmGradInput(geometry: ConvGeometry, tile: GemmTile): ConvKerne
       const reduce = cout * phaseTaps;
       const columns = batch * phasePixels;
       kernels.push(gemmKernel({
-        key: `conv2d_grad_input:${geometryKey(geometry)}:phase${py},${px}:${tileKey(tile)}`,
+        key: kernelKey("conv2d_grad_input", { geometry, tile, phase: [py, px] }),
         tile,
         m: cin,
         n: columns,
@@ -332,7 +332,7 @@ export function gemmGradWeight(geometry: ConvGeometry, tile: GemmTile): ConvKern
   const outPixels = outH * outW;
   const reduce = batch * outPixels;
   return gemmKernel({
-    key: `conv2d_grad_weight:${geometryKey(geometry)}:${tileKey(tile)}`,
+    key: kernelKey("conv2d_grad_weight", { geometry, tile }),
     tile,
     m: cout,
     n: columns,

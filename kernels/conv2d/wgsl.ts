@@ -1,6 +1,5 @@
 /** WGSL fragments the direct kernels share: operand reads, per-dispatch parameters, lane grids, patches. */
 import { MAX_WORKGROUPS_X } from "../common.ts";
-import type { DirectTile } from "./tiles.ts";
 import { BINDING_ALIGN, type TensorRead } from "./windows.ts";
 
 export function checkDirect(sizes: Record<string, number>, workgroup: number, windowBytes: number): void {
@@ -63,10 +62,6 @@ export function paramsCode(fields: string[], binding: number): string {
 ${fields.map((f) => `  ${f}: u32,`).join("\n")}
 }
 @group(0) @binding(${binding}) var<uniform> params: Params;`;
-}
-
-export function splitKey(tile: DirectTile): string {
-  return tile.channelSplit === false ? "/unsplit" : "";
 }
 
 /** The extra per-dispatch parameters of a split reduction over channel `c`. */
