@@ -1,18 +1,20 @@
 /**
  * The tilings every GPU runs (conv2d's tiled implicit GEMM, the shared-memory matmul) over one whole SML
- * training step, forced on whatever adapter runs the tests (`setTiling("gpu")`), against the adapter's
- * default choice (on a software adapter the direct, uniform-window tilings): forward logits of the network
+ * training step against the software adapter's direct, uniform-window tilings, both forced
+ * (`setTiling`) so that either adapter runs both: forward logits of the network
  * and its surrogate modules, the SML loss, every parameter gradient, the parameters after an SGD step and
  * the BN statistics after the step, for a small ResNet-19 and the plain CNN, both with surrogate modules.
  *
  * Spiking networks are chaotic: a membrane within float rounding of the threshold flips a spike when the
  * two tilings sum in another order. So each case asserts a margin: the forward gives bit-identical logits
  * with the threshold moved by MARGIN either way, so no membrane lies within MARGIN of it. The LIF uses the
- * atan surrogate, which has no region edge where the gradient jumps (Dspike's |u - theta| = r).
+ * atan surrogate, which has no region edge where the gradient jumps (Dspike's |u - theta| = r). The kernel
+ * cache checks its rule (equal keys, equal WGSL) on every dispatch meanwhile.
  */
 import assert from "node:assert/strict";
 import { Rng } from "../src/data/rng.ts";
 import { setTiling, type TilingChoice } from "../src/gpu/device.ts";
+import { checkKernelKeys } from "../src/gpu/kernels.ts";
 import { createModel, type ModelOptions, type SpikingModel } from "../src/models/registry.ts";
 import { createOptimizer } from "../src/optim/optimizer.ts";
 import { smlLoss } from "../src/sml/loss.ts";
@@ -134,7 +136,7 @@ function norm(values: ArrayLike<number>): number {
 }
 
 for (const c of CASES) {
-  Deno.test(`GPU tilings on this adapter: one SML training step of a ${c.name} matches the default tilings`, async () => {
+  Deno.test(`GPU tilings on this adapter: one SML training step of a ${c.name} matches the software adapter's tilings`, async () => {
     await setupGpu();
     // The margin: moving the threshold by MARGIN either way changes no spike, so no logit.
     const { input } = inputsFor(c);
@@ -159,8 +161,13 @@ for (const c of CASES) {
       input.dispose();
     }
 
-    const gpu = await trainStep(c, "gpu");
-    const fallback = await trainStep(c, "auto");
+    checkKernelKeys(true);
+    let gpu: StepResult, fallback: StepResult;
+    try {
+      [gpu, fallback] = [await trainStep(c, "gpu"), await trainStep(c, "software")];
+    } finally {
+      checkKernelKeys(false);
+    }
     gpu.logits.forEach((l, i) => assertClose(l, fallback.logits[i], FORWARD, `logits ${i}`));
     assertClose(gpu.loss, fallback.loss, FORWARD, "loss");
     assert.deepEqual([...gpu.gradients.keys()], [...fallback.gradients.keys()]);
