@@ -19,11 +19,12 @@ import {
   type DirectWeightTile,
   type GemmTile,
   outputSize,
-  UNIFORM_WINDOW_BYTES,
-} from "../kernels/conv2d.ts";
+} from "../kernels/conv2d/mod.ts";
+import { type SoftwareTarget, UNIFORM_WINDOW_BYTES } from "../kernels/target.ts";
 import { describeAdapter, initGpu } from "../src/gpu/device.ts";
 import { synchronize } from "../src/gpu/kernels.ts";
 import { dispatchConvPlan } from "../src/ops/conv2d.ts";
+import { softwareTarget } from "../src/ops/target.ts";
 import { Tensor } from "../src/tensor/tensor.ts";
 import { measure, type Measurement, printTable } from "./harness.ts";
 
@@ -106,8 +107,8 @@ function workload(g: ConvGeometry) {
   };
 }
 
-function defaultRuns(g: ConvGeometry, cpu: boolean) {
-  const tilings = defaultConvTilings(g, cpu, navigator.hardwareConcurrency);
+function defaultRuns(g: ConvGeometry, software: SoftwareTarget | undefined) {
+  const tilings = defaultConvTilings(g, software);
   const w = workload(g);
   const passes: Record<Pass, () => void> = {
     forward: w.forward(tilings.forward),
@@ -126,7 +127,8 @@ function tilingLabel(t: PixelTiling | WeightTiling): string {
 }
 
 const gpu = await initGpu();
-const cpu = gpu.adapter.isFallbackAdapter;
+const software = softwareTarget();
+const cpu = software !== undefined;
 const runs = Number(Deno.env.get("CONV2D_RUNS") ?? 3);
 const sets = Deno.env.get("CONV2D_SHAPES");
 console.log(`conv2d on ${describeAdapter(gpu.adapter)}; tilings for a ${cpu ? "CPU" : "GPU"} adapter`);
@@ -135,7 +137,7 @@ for (const [name, shapes] of [["mnist", MNIST_SHAPES], ["resnet19", RESNET19_SHA
   if (sets && sets !== name) continue;
   const rows: Measurement[] = [];
   for (const g of shapes) {
-    const run = defaultRuns(g, cpu);
+    const run = defaultRuns(g, software);
     for (const pass of PASSES) {
       rows.push(
         await measure(`${pass.padEnd(11)} ${label(g)}`, { flops: convFlops(g) }, run.passes[pass], runs),
@@ -211,7 +213,7 @@ if (Deno.env.get("CONV2D_SWEEP")) {
 
 // One registered bench per kernel, at the default network's most frequent shape, so `deno bench` lists them.
 const benchShape = MNIST_SHAPES[1];
-const benchRuns = defaultRuns(benchShape, cpu);
+const benchRuns = defaultRuns(benchShape, software);
 for (const pass of PASSES) {
   Deno.bench({
     name: `conv2d ${pass} ${label(benchShape)} N=${BATCH}`,

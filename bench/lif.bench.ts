@@ -42,7 +42,7 @@ const directionBytes = 3 * 4 * n;
 const copyValues = 3 * n;
 const copySource = Tensor.empty([copyValues]);
 const copyTarget = Tensor.empty([copyValues]);
-const copy = mapKernel("copy", copyValues, 1, "a");
+const copy = mapKernel(copyValues, 1, "a");
 const runCopy = () => dispatch(copy, [copySource.buffer, copyTarget.buffer], copy.workgroups);
 
 const label = `T=${T} B=${batch} N=${neuronsPerSample}`;

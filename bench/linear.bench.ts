@@ -17,11 +17,12 @@ import {
   matmulKernel,
   type MatmulShape,
   type MatmulTile,
-  UNIFORM_BINDING_BYTES,
 } from "../kernels/matmul.ts";
-import { type AdapterDescription, initGpu } from "../src/gpu/device.ts";
+import { UNIFORM_WINDOW_BYTES } from "../kernels/target.ts";
+import { initGpu } from "../src/gpu/device.ts";
 import { dispatch, synchronize } from "../src/gpu/kernels.ts";
 import { linear } from "../src/ops/linear.ts";
+import { softwareTarget } from "../src/ops/target.ts";
 import { Tape } from "../src/tensor/tape.ts";
 import { Tensor } from "../src/tensor/tensor.ts";
 import { measure, type Measurement, printTable } from "./harness.ts";
@@ -30,10 +31,6 @@ interface LinearShape {
   rows: number;
   inFeatures: number;
   outFeatures: number;
-}
-
-function isSoftware(adapter: AdapterDescription): boolean {
-  return adapter.isFallbackAdapter || /llvmpipe|lavapipe|swiftshader/i.test(adapter.name);
 }
 
 function label({ rows, inFeatures, outFeatures }: LinearShape): string {
@@ -85,7 +82,7 @@ function workload(s: LinearShape, cpuThreads: number | undefined) {
     "grad W": [gradOut.buffer, x.buffer, gradWeight.buffer],
   };
   const uniformReadable = (buffer: GPUBuffer) =>
-    (buffer.usage & GPUBufferUsage.UNIFORM) !== 0 && buffer.size <= UNIFORM_BINDING_BYTES;
+    (buffer.usage & GPUBufferUsage.UNIFORM) !== 0 && buffer.size <= UNIFORM_WINDOW_BYTES;
   return {
     flops,
     /** The tiling linear() picks for `pass` (see src/ops/linear.ts). */
@@ -130,8 +127,8 @@ const SWEEP_DIRECT: MatmulTile[] = [
   [32, 16],
 ].map(([threadM, threadN]) => ({ kind: "direct", threadM, threadN, workgroup: 8 }));
 
-const { adapter } = await initGpu();
-const software = isSoftware(adapter);
+await initGpu();
+const software = softwareTarget() !== undefined;
 const cpuThreads = software ? navigator.hardwareConcurrency : undefined;
 const largeRows = Number(Deno.env.get("LINEAR_ROWS") ?? (software ? 160 : 1600));
 const SHAPES: LinearShape[] = [

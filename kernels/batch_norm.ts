@@ -11,7 +11,7 @@
  * additive, no division runs per value, and a mean large against the spread cancels no significant digits.
  */
 import type { Kernel } from "../src/gpu/kernels.ts";
-import { channelRun, f32, gridFor } from "./common.ts";
+import { channelRun, f32, gridFor, kernelKey } from "./common.ts";
 
 export interface BatchNormShape {
   /** N: samples (T*B in the time-folded layout). */
@@ -50,8 +50,9 @@ export function reductionSplit(
   return { perChannel, chunk, partitions: Math.ceil(perChannel / chunk) };
 }
 
-function shapeKey(shape: BatchNormShape): string {
-  return `${shape.batch}x${shape.channels}x${shape.spatial}`;
+/** The shape as a kernel specification (a caller's object may carry more fields). */
+function shapeSpec({ batch, channels, spatial }: BatchNormShape): BatchNormShape {
+  return { batch, channels, spatial };
 }
 
 /**
@@ -93,7 +94,7 @@ function nextValue(shape: BatchNormShape): string {
 export function batchNormStatsKernel(shape: BatchNormShape): BatchNormKernel {
   const { grid, code } = chunkPrologue(shape);
   return {
-    key: `batch_norm_stats:${shapeKey(shape)}`,
+    key: kernelKey("batch_norm_stats", { shape: shapeSpec(shape) }),
     workgroups: grid.workgroups,
     wgsl: () => `
 @group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -133,7 +134,7 @@ export function batchNormTrainStatsKernel(
   const C = shape.channels;
   const grid = gridFor(C, REDUCE_WORKGROUP);
   return {
-    key: `batch_norm_train_stats:${shapeKey(shape)}:${momentum}:${eps}`,
+    key: kernelKey("batch_norm_train_stats", { shape: shapeSpec(shape), momentum, eps }),
     workgroups: grid.workgroups,
     wgsl: () => `
 @group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -176,7 +177,7 @@ export function batchNormEvalStatsKernel(channels: number, eps: number): BatchNo
   const grid = gridFor(channels, REDUCE_WORKGROUP);
   const C = channels;
   return {
-    key: `batch_norm_eval_stats:${channels}:${eps}`,
+    key: kernelKey("batch_norm_eval_stats", { channels, eps }),
     workgroups: grid.workgroups,
     wgsl: () => `
 @group(0) @binding(0) var<storage, read> running_mean: array<f32>;
@@ -225,7 +226,7 @@ export function batchNormNormalizeKernel(shape: BatchNormShape, leakySlope?: num
   const store = leakySlope === undefined ? "y[i] = x[i] * scale + shift;" : `let v = x[i] * scale + shift;
     y[i] = select(v * ${f32(leakySlope)}, v, v >= 0.0);`;
   return {
-    key: `batch_norm_normalize:${shapeKey(shape)}${leakySlope === undefined ? "" : `:leaky${leakySlope}`}`,
+    key: kernelKey("batch_norm_normalize", { shape: shapeSpec(shape), leakySlope }),
     workgroups: grid.workgroups,
     wgsl: () => `
 @group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -252,7 +253,7 @@ ${code}
 export function batchNormGradSumsKernel(shape: BatchNormShape): BatchNormKernel {
   const { grid, code } = chunkPrologue(shape);
   return {
-    key: `batch_norm_grad_sums:${shapeKey(shape)}`,
+    key: kernelKey("batch_norm_grad_sums", { shape: shapeSpec(shape) }),
     workgroups: grid.workgroups,
     wgsl: () => `
 @group(0) @binding(0) var<storage, read> grad_y: array<f32>;
@@ -291,7 +292,7 @@ export function batchNormGradParamsKernel(shape: BatchNormShape): BatchNormKerne
   const C = shape.channels;
   const grid = gridFor(C, REDUCE_WORKGROUP);
   return {
-    key: `batch_norm_grad_params:${shapeKey(shape)}`,
+    key: kernelKey("batch_norm_grad_params", { shape: shapeSpec(shape) }),
     workgroups: grid.workgroups,
     wgsl: () => `
 @group(0) @binding(0) var<storage, read> partials: array<f32>;
@@ -347,7 +348,7 @@ export function batchNormGradInputKernel(shape: BatchNormShape, training: boolea
     grad_x[i] = scale * grad_y[i];
   }`;
   return {
-    key: `batch_norm_grad_input:${shapeKey(shape)}:${training ? "train" : "eval"}`,
+    key: kernelKey("batch_norm_grad_input", { shape: shapeSpec(shape), training }),
     workgroups: grid.workgroups,
     wgsl: () => `
 ${bindings.map((name, i) => `@group(0) @binding(${i}) var<storage, read> ${name}: array<f32>;`).join("\n")}

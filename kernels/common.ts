@@ -34,3 +34,35 @@ export function channelRun(spatial: number): number {
   for (const run of [8, 7, 6, 5, 4, 3, 2]) if (spatial % run === 0) return run;
   return 1;
 }
+
+/**
+ * The cache key of the kernel `family` generates from `spec`: the family's name and a stable serialisation
+ * of the specification (object keys sorted, undefined fields left out), so that the key names every
+ * constant the WGSL is generated from and two specifications give equal keys only when they are equal.
+ * `spec` holds numbers, strings, booleans, arrays and plain objects of them.
+ */
+export function kernelKey(family: string, spec: object): string {
+  return family + serialise(spec, family);
+}
+
+function serialise(value: unknown, where: string): string {
+  switch (typeof value) {
+    case "number":
+      // String() would write -0 as "0": a fill of -0.0 is not a fill of 0.0.
+      return Object.is(value, -0) ? "-0" : String(value);
+    case "boolean":
+      return String(value);
+    case "string":
+      return JSON.stringify(value);
+    case "object": {
+      if (value === null) return "null";
+      if (Array.isArray(value)) return `[${value.map((v) => serialise(v, where)).join(",")}]`;
+      const fields = Object.entries(value).filter(([, v]) => v !== undefined).sort(([a], [b]) =>
+        a < b ? -1 : a > b ? 1 : 0
+      );
+      return `{${fields.map(([k, v]) => `${k}:${serialise(v, `${where}.${k}`)}`).join(",")}}`;
+    }
+    default:
+      throw new Error(`spikegpu: kernel specification ${where} holds a ${typeof value}, which has no key`);
+  }
+}

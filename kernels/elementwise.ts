@@ -3,7 +3,7 @@
  * fills. The element expression is WGSL over the loaded values `a`, `b`, `c`.
  */
 import type { Kernel } from "../src/gpu/kernels.ts";
-import { f32, gridFor, WORKGROUP_SIZE } from "./common.ts";
+import { f32, gridFor, kernelKey, WORKGROUP_SIZE } from "./common.ts";
 
 export interface ElementwiseKernel extends Kernel {
   workgroups: [number, number];
@@ -11,14 +11,12 @@ export interface ElementwiseKernel extends Kernel {
 
 const INPUT_NAMES = ["a", "b", "c"];
 
-/**
- * `out[i] = expr(a[i], b[i], c[i])` for `inputs` f32 inputs. `name` must identify `expr` uniquely.
- */
-export function mapKernel(name: string, n: number, inputs: number, expr: string): ElementwiseKernel {
+/** `out[i] = expr(a[i], b[i], c[i])` for `inputs` f32 inputs; the key holds the expression itself. */
+export function mapKernel(n: number, inputs: number, expr: string): ElementwiseKernel {
   const grid = gridFor(n);
   const names = INPUT_NAMES.slice(0, inputs);
   return {
-    key: `map:${name}:${inputs}:${n}`,
+    key: kernelKey("map", { n, inputs, expr }),
     workgroups: grid.workgroups,
     wgsl: () => `
 ${names.map((v, i) => `@group(0) @binding(${i}) var<storage, read> in_${v}: array<f32>;`).join("\n")}
@@ -39,7 +37,7 @@ ${names.map((v) => `  let ${v} = in_${v}[i];`).join("\n")}
 export function accumulateKernel(n: number, scale = 1): ElementwiseKernel {
   const grid = gridFor(n);
   return {
-    key: `accumulate:${n}:${scale}`,
+    key: kernelKey("accumulate", { n, scale }),
     workgroups: grid.workgroups,
     wgsl: () => `
 @group(0) @binding(0) var<storage, read_write> dst: array<f32>;
@@ -60,7 +58,7 @@ export function fillKernel(n: number, value: number, type: "f32" | "i32" | "u32"
   const grid = gridFor(n);
   const literal = type === "f32" ? f32(value) : `${type}(${Math.trunc(value)})`;
   return {
-    key: `fill:${type}:${n}:${value}`,
+    key: kernelKey("fill", { n, value, type }),
     workgroups: grid.workgroups,
     wgsl: () => `
 @group(0) @binding(0) var<storage, read_write> out: array<${type}>;
@@ -70,27 +68,6 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   let i = gid.x + gid.y * ${grid.rowStride}u;
   if (i >= ${n}u) { return; }
   out[i] = ${literal};
-}
-`,
-  };
-}
-
-/** f32 -> f16 and f16 -> f32 conversion, for f16 storage where the adapter has shader-f16. */
-export function castKernel(n: number, from: "f32" | "f16", to: "f32" | "f16"): ElementwiseKernel {
-  const grid = gridFor(n);
-  return {
-    key: `cast:${from}:${to}:${n}`,
-    workgroups: grid.workgroups,
-    wgsl: () => `
-enable f16;
-@group(0) @binding(0) var<storage, read> src: array<${from}>;
-@group(0) @binding(1) var<storage, read_write> dst: array<${to}>;
-
-@compute @workgroup_size(${WORKGROUP_SIZE})
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let i = gid.x + gid.y * ${grid.rowStride}u;
-  if (i >= ${n}u) { return; }
-  dst[i] = ${to}(src[i]);
 }
 `,
   };
@@ -106,7 +83,7 @@ export function packHalfKernel(n: number): ElementwiseKernel {
   const words = Math.ceil(n / 2);
   const grid = gridFor(words);
   return {
-    key: `pack_half:${n}`,
+    key: kernelKey("pack_half", { n }),
     workgroups: grid.workgroups,
     wgsl: () => `
 @group(0) @binding(0) var<storage, read> src: array<f32>;

@@ -5,13 +5,11 @@
  * names where a run first went non-finite. The test looks at the exponent bits because a shader compiler
  * may assume floats are finite and fold `x != x` away.
  */
+import { kernelKey } from "./common.ts";
 import type { Kernel } from "../src/gpu/kernels.ts";
 
 /** Flag word 0 while nothing non-finite has been seen. */
 export const ALL_FINITE = 0xffffffff;
-
-/** Bytes of the uniform block: `index: u32` (the parameter's position), `step: u32`. */
-export const FINITE_CHECK_UNIFORM_BYTES = 8;
 
 const THREADS = 256;
 /** Enough invocations to keep a GPU busy; each strides over the rest. */
@@ -51,7 +49,7 @@ export function finiteCheckKernel(n: number, options: FiniteCheckOptions = {}): 
   if (gradients) declarations.unshift("var<storage, read> grad: array<f32>;");
   const gradCheck = gradients ? "    bad_grad = bad_grad || non_finite(grad[i]);\n" : "";
   return {
-    key: gradients ? `finite_check:${n}` : `finite_check:values:${n}`,
+    key: kernelKey("finite_check", { n, gradients }),
     workgroups: [workgroups],
     wgsl: () => `
 struct Where { index: u32, step: u32 }

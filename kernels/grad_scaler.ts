@@ -6,7 +6,7 @@
  * update), torch's growth tracker, and a count of skipped steps (ours: torch keeps none).
  */
 import type { Kernel } from "../src/gpu/kernels.ts";
-import { f32 } from "./common.ts";
+import { f32, kernelKey } from "./common.ts";
 import { NON_FINITE_WGSL } from "./finite_check.ts";
 
 /** Non-zero from the first non-finite gradient of a step until the update clears it. */
@@ -90,7 +90,7 @@ export function unscaleKernel(n: number): UnscaleKernel {
   const workgroups = Math.max(1, Math.min(MAX_WORKGROUPS, Math.ceil(n / THREADS)));
   const stride = workgroups * THREADS;
   return {
-    key: `grad_scaler:unscale:${n}`,
+    key: kernelKey("grad_scaler_unscale", { n }),
     workgroups: [workgroups],
     wgsl: () => `
 @group(0) @binding(0) var<storage, read_write> grad: array<f32>;
@@ -134,7 +134,7 @@ export function updateScaleKernel(
   growthInterval: number,
 ): Kernel {
   return {
-    key: `grad_scaler:update:${growthFactor}:${backoffFactor}:${growthInterval}`,
+    key: kernelKey("grad_scaler_update", { growthFactor, backoffFactor, growthInterval }),
     wgsl: () => `
 @group(0) @binding(0) var<storage, read_write> state: array<u32>;
 @group(0) @binding(1) var<storage, read_write> scale: array<f32>;

@@ -6,13 +6,8 @@
  * norm, whose input the backward keeps anyway, the backward recomputes u_t instead (up to 16 steps).
  */
 import type { Kernel } from "../src/gpu/kernels.ts";
-import { channelRun, f32, gridFor, WORKGROUP_SIZE } from "./common.ts";
-
-/** The surrogate dH/dz used by the backward, with its sharpness constants resolved. */
-export type SurrogateSpec =
-  | { kind: "dspike"; gamma: number; region: number }
-  | { kind: "sigmoid"; alpha: number }
-  | { kind: "atan"; alpha: number };
+import { channelRun, f32, gridFor, kernelKey, WORKGROUP_SIZE } from "./common.ts";
+import { type SurrogateSpec, surrogateWGSL } from "./surrogates.ts";
 
 export interface LifSpec {
   /** Neurons per time step: the tensor's size divided by T. */
@@ -21,6 +16,7 @@ export interface LifSpec {
   steps: number;
   tau: number;
   threshold: number;
+  /** The surrogate dH/dz used by the backward, with its parameters resolved. */
   surrogate: SurrogateSpec;
   /**
    * Test-only: fire s = sigmoid(alpha (u - theta)) instead of the Heaviside step, forward and backward,
@@ -34,46 +30,12 @@ export interface LifKernel extends Kernel {
   workgroups: [number, number];
 }
 
-function surrogateKey(s: SurrogateSpec): string {
-  return s.kind === "dspike" ? `dspike:${s.gamma}:${s.region}` : `${s.kind}:${s.alpha}`;
-}
-
-function specKey(spec: LifSpec): string {
-  const smooth = spec.smoothForward ? ":smooth" : "";
-  const surrogate = surrogateKey(spec.surrogate);
-  return `${spec.neurons}:${spec.steps}:${spec.tau}:${spec.threshold}:${surrogate}${smooth}`;
-}
-
-/** WGSL `fn surrogate_grad(z: f32) -> f32`, the derivative the backward uses in place of dH/dz. */
-function surrogateWGSL(s: SurrogateSpec): string {
-  switch (s.kind) {
-    case "dspike": {
-      // gamma (1 - tanh(gamma z)^2) / (2 tanh(gamma r)), written as 4e / (1 + e)^2 with
-      // e = exp(-2 gamma |z|): the same value without tanh, whose exp-based forms overflow for large z.
-      const scale = s.gamma / (2 * Math.tanh(s.gamma * s.region));
-      return `
-fn surrogate_grad(z: f32) -> f32 {
-  let e = exp(${f32(-2 * s.gamma)} * abs(z));
-  let sech2 = 4.0 * e / ((1.0 + e) * (1.0 + e));
-  return select(0.0, ${f32(scale)} * sech2, abs(z) <= ${f32(s.region)});
-}`;
-    }
-    case "sigmoid":
-      // SpikingJelly's sigmoid surrogate: the derivative of sigmoid(alpha z).
-      return `
-fn surrogate_grad(z: f32) -> f32 {
-  let sig = 1.0 / (1.0 + exp(${f32(-s.alpha)} * z));
-  return ${f32(s.alpha)} * sig * (1.0 - sig);
-}`;
-    case "atan": {
-      // SpikingJelly's atan surrogate: the derivative of atan(pi/2 alpha z) / pi + 1/2.
-      return `
-fn surrogate_grad(z: f32) -> f32 {
-  let w = ${f32((Math.PI / 2) * s.alpha)} * z;
-  return ${f32(s.alpha / 2)} / (1.0 + w * w);
-}`;
-    }
-  }
+/**
+ * The part of `spec` a forward kernel reads: the surrogate only shapes the backward, unless the smoothed
+ * forward fires through it.
+ */
+function forwardSpec({ neurons, steps, tau, threshold, surrogate, smoothForward }: LifSpec) {
+  return { neurons, steps, tau, threshold, ...(smoothForward ? { surrogate, smoothForward } : {}) };
 }
 
 /** WGSL `fn fire(u: f32) -> f32`: the spike emitted for membrane u. */
@@ -118,7 +80,7 @@ export function lifForwardKernel(spec: LifSpec, saveMembrane: boolean): LifKerne
   const grid = gridFor(spec.neurons);
   const n = spec.neurons;
   return {
-    key: `lif_forward:${specKey(spec)}:${saveMembrane ? "save" : "nosave"}`,
+    key: kernelKey("lif_forward", { spec: forwardSpec(spec), saveMembrane }),
     workgroups: grid.workgroups,
     wgsl: () => `
 @group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -186,7 +148,7 @@ export function lifNormalizedForwardKernel(
   input: NormalizedInput,
   saveMembrane: boolean,
 ): LifKernel {
-  const { channels: C, spatial: S, residual } = input;
+  const { residual } = input;
   const { grid, runLoop } = channelRuns(spec, input);
   const bindings = ["x", "stats", ...(residual ? ["residual"] : []), "spikes"];
   if (saveMembrane) bindings.push("membrane");
@@ -195,9 +157,7 @@ export function lifNormalizedForwardKernel(
     return `@group(0) @binding(${i}) var<storage, ${access}> ${name}: array<f32>;`;
   });
   return {
-    key: `lif_bn_forward:${specKey(spec)}:${C}x${S}${residual ? ":residual" : ""}:${
-      saveMembrane ? "save" : "nosave"
-    }`,
+    key: kernelKey("lif_bn_forward", { spec: forwardSpec(spec), input, saveMembrane }),
     workgroups: grid.workgroups,
     wgsl: () => `
 ${declarations.join("\n")}
@@ -236,7 +196,7 @@ export const MAX_RECOMPUTED_STEPS = 16;
 export function lifNormalizedBackwardKernel(spec: LifSpec, input: NormalizedInput): LifKernel {
   const n = spec.neurons;
   const T = spec.steps;
-  const { channels: C, spatial: S, residual } = input;
+  const { residual } = input;
   if (T > MAX_RECOMPUTED_STEPS) {
     throw new Error(`lif: the recomputing backward unrolls at most ${MAX_RECOMPUTED_STEPS} steps, got ${T}`);
   }
@@ -262,7 +222,7 @@ export function lifNormalizedBackwardKernel(spec: LifSpec, input: NormalizedInpu
     }`);
   }
   return {
-    key: `lif_bn_backward:${specKey(spec)}:${C}x${S}${residual ? ":residual" : ""}`,
+    key: kernelKey("lif_bn_backward", { spec, input }),
     workgroups: grid.workgroups,
     wgsl: () => `
 ${declarations.join("\n")}
@@ -290,7 +250,7 @@ export function lifBackwardKernel(spec: LifSpec): LifKernel {
   const grid = gridFor(spec.neurons);
   const n = spec.neurons;
   return {
-    key: `lif_backward:${specKey(spec)}`,
+    key: kernelKey("lif_backward", { spec }),
     workgroups: grid.workgroups,
     wgsl: () => `
 @group(0) @binding(0) var<storage, read> membrane: array<f32>;

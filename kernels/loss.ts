@@ -5,7 +5,7 @@
  * Also the weighted sum of scalar terms that assembles the SML loss.
  */
 import type { Kernel } from "../src/gpu/kernels.ts";
-import { f32 } from "./common.ts";
+import { f32, kernelKey } from "./common.ts";
 
 export interface GridKernel extends Kernel {
   workgroups: [number, number];
@@ -54,7 +54,7 @@ fn row_sum(lane: u32, value: vec2f) -> vec2f {${tree("scratch[lane] + scratch[la
 export function crossEntropyForwardKernel(batch: number, classes: number): GridKernel {
   const threads = rowThreads(classes);
   return {
-    key: `cross_entropy_fwd:${batch}x${classes}`,
+    key: kernelKey("cross_entropy_forward", { batch, classes }),
     workgroups: [batch, 1],
     wgsl: () => `
 @group(0) @binding(0) var<storage, read> logits: array<f32>;
@@ -88,7 +88,7 @@ fn main(@builtin(local_invocation_id) lid: vec3u, @builtin(workgroup_id) wid: ve
 export function crossEntropyBackwardKernel(batch: number, classes: number): GridKernel {
   const threads = rowThreads(classes);
   return {
-    key: `cross_entropy_bwd:${batch}x${classes}`,
+    key: kernelKey("cross_entropy_backward", { batch, classes }),
     workgroups: [batch, 1],
     wgsl: () => `
 @group(0) @binding(0) var<storage, read> logits: array<f32>;
@@ -121,7 +121,7 @@ export function temperatureKlForwardKernel(batch: number, classes: number, tempe
   const threads = rowThreads(classes);
   const t = f32(temperature);
   return {
-    key: `temperature_kl_fwd:${batch}x${classes}:${temperature}`,
+    key: kernelKey("temperature_kl_forward", { batch, classes, temperature }),
     workgroups: [batch, 1],
     wgsl: () => `
 @group(0) @binding(0) var<storage, read> student: array<f32>;
@@ -164,7 +164,7 @@ export function temperatureKlBackwardKernel(batch: number, classes: number, temp
   const threads = rowThreads(classes);
   const t = f32(temperature);
   return {
-    key: `temperature_kl_bwd:${batch}x${classes}:${temperature}`,
+    key: kernelKey("temperature_kl_backward", { batch, classes, temperature }),
     workgroups: [batch, 1],
     wgsl: () => `
 @group(0) @binding(0) var<storage, read> student: array<f32>;
@@ -192,7 +192,7 @@ const MEAN_THREADS = 256;
 /** `out[0] = (sum_i src[i*stride]) / count` for i < count: the batch mean of one row statistic. */
 export function stridedMeanKernel(count: number, stride: number): GridKernel {
   return {
-    key: `strided_mean:${count}:${stride}`,
+    key: kernelKey("strided_mean", { count, stride }),
     workgroups: [1, 1],
     wgsl: () => `
 @group(0) @binding(0) var<storage, read> src: array<f32>;
@@ -230,7 +230,7 @@ export function weightedSumKernel(weights: readonly number[], accumulate: boolea
   const literals = weights.map(f32);
   const sum = literals.map((w, i) => `${w} * term_${i}[0]`).join(" + ");
   return {
-    key: `weighted_sum:${literals.join(",")}:${accumulate ? "acc" : "set"}`,
+    key: kernelKey("weighted_sum", { weights, accumulate }),
     workgroups: [1, 1],
     wgsl: () => `
 ${literals.map((_, i) => `@group(0) @binding(${i}) var<storage, read> term_${i}: array<f32>;`).join("\n")}

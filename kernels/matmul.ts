@@ -21,7 +21,13 @@
  * gradient `g^T x` is `transA`: the reduction over the batch runs inside one workgroup (shared) or one
  * thread (direct), with no atomics.
  */
-import { gridFor } from "./common.ts";
+import { gridFor, kernelKey } from "./common.ts";
+import {
+  SOFTWARE_ADAPTER_COSTS,
+  SOFTWARE_SIMD_LANES,
+  type SoftwareTarget,
+  UNIFORM_WINDOW_BYTES,
+} from "./target.ts";
 import type { Kernel } from "../src/gpu/kernels.ts";
 
 /**
@@ -52,21 +58,16 @@ export interface DirectMatmulTile {
   workgroup: number;
   /**
    * Read A (B) through a uniform binding of its whole buffer, which then needs UNIFORM usage and at most
-   * UNIFORM_BINDING_BYTES: on llvmpipe a uniform load is a branch-free gather, about ten times cheaper
+   * UNIFORM_WINDOW_BYTES: on llvmpipe a uniform load is a branch-free gather, about ten times cheaper
    * than a storage load.
    */
   uniformA?: boolean;
   uniformB?: boolean;
 }
 
-/** The largest uniform binding every WebGPU adapter supports. */
-export const UNIFORM_BINDING_BYTES = 65536;
-
-/** A CPU adapter, as the direct tiling sees it. */
-export interface CpuTarget {
-  /** Worker threads that run workgroups (llvmpipe starts one per core). */
-  threads: number;
-  /** Whether A's (B's) buffer can be bound as a uniform: UNIFORM usage, at most UNIFORM_BINDING_BYTES. */
+/** A software adapter, and which operands the caller lets the direct tiling bind as uniforms. */
+export interface CpuTarget extends SoftwareTarget {
+  /** Whether A's (B's) buffer can be bound as a uniform: UNIFORM usage, at most UNIFORM_WINDOW_BYTES. */
   uniformA?: boolean;
   uniformB?: boolean;
 }
@@ -139,10 +140,6 @@ function checkTile(tile: MatmulTile): void {
   }
 }
 
-function shapeKey({ M, N, K, transA, transB, bias }: Required<Omit<MatmulShape, "tile">>): string {
-  return `matmul:${M}x${N}x${K}:${transA ? "T" : "N"}${transB ? "T" : "N"}:${bias ? "bias" : "nobias"}`;
-}
-
 /** `C = op(A) op(B) (+ bias)`; see the file comment for layouts. */
 export function matmulKernel(shape: MatmulShape): GridKernel {
   const { M, N, K, transA = false, transB = false, bias = false } = shape;
@@ -167,7 +164,19 @@ function sharedMatmul(shape: Required<Omit<MatmulShape, "tile">>, tile: SharedMa
   // One padding column keeps the transposing tile stores free of shared-memory bank conflicts.
   const strideA = blockM + 1;
   const strideB = blockN + 1;
-  const key = `${shapeKey(shape)}:${blockM}x${blockN}x${blockK}:${threadM}x${threadN}`;
+  const key = kernelKey("matmul_shared", {
+    M,
+    N,
+    K,
+    transA,
+    transB,
+    bias,
+    blockM,
+    blockN,
+    blockK,
+    threadM,
+    threadN,
+  });
 
   // Consecutive threads load consecutive addresses of global memory, whichever way A and B are stored.
   const loadA = transA
@@ -251,14 +260,6 @@ ${body}
   };
 }
 
-/** SIMD width of llvmpipe's compute shaders on AVX2: a workgroup runs in groups of this many threads. */
-const CPU_SIMD_LANES = 8;
-/**
- * Costs in storage loads (one float, per thread) of one multiply-add (spilled accumulators included) and
- * of one float gathered from a uniform binding, as measured on llvmpipe.
- */
-const MULTIPLY_ADD_COST = 1 / 50;
-const UNIFORM_LOAD_COST = 1 / 10;
 /** Thread-block sides the direct chooser considers. */
 const DIRECT_SIDES = [1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32];
 
@@ -277,8 +278,8 @@ const ACCUMULATOR_TIERS = [
 ];
 
 /**
- * The direct blocking with the least estimated time on the CPU's worker threads. A thread's cost is the
- * floats it loads (threadM of A and threadN of B per k: per-lane loops from storage, gathers from a
+ * The direct blocking with the least estimated time on the CPU's worker threads. A thread's cost, in
+ * multiply-adds at SOFTWARE_ADAPTER_COSTS' prices, is the floats it loads (threadM of A and threadN of B per k: per-lane loops from storage, gathers from a
  * uniform) and stores, plus its multiply-adds; threads past the matrix edge load clamped lines and count
  * in full. Small blocks give more threads but load more per multiply-add; the estimate picks the balance,
  * so on two threads a 32 x 64 x 512 product from storage gets eight 16 x 16 blocks in two workgroups of
@@ -287,10 +288,11 @@ const ACCUMULATOR_TIERS = [
  */
 function chooseDirectTile(shape: MatmulShape, cpu: CpuTarget): DirectMatmulTile {
   const { M, N, K } = shape;
-  const uniformA = !!cpu.uniformA && M * K * 4 <= UNIFORM_BINDING_BYTES;
-  const uniformB = !!cpu.uniformB && N * K * 4 <= UNIFORM_BINDING_BYTES;
-  const loadA = uniformA ? UNIFORM_LOAD_COST : 1;
-  const loadB = uniformB ? UNIFORM_LOAD_COST : 1;
+  const uniformA = !!cpu.uniformA && M * K * 4 <= UNIFORM_WINDOW_BYTES;
+  const uniformB = !!cpu.uniformB && N * K * 4 <= UNIFORM_WINDOW_BYTES;
+  const { uniformLoad, storageAccess } = SOFTWARE_ADAPTER_COSTS;
+  const loadA = uniformA ? uniformLoad : storageAccess;
+  const loadB = uniformB ? uniformLoad : storageAccess;
   const limit = ACCUMULATOR_TIERS.find((tier) => M * N * K < tier.belowMultiplyAdds)!.accumulators;
   const threads = Math.max(1, cpu.threads);
   let best = { threadM: 1, threadN: 1, lanes: M * N };
@@ -300,8 +302,7 @@ function chooseDirectTile(shape: MatmulShape, cpu: CpuTarget): DirectMatmulTile 
       const accumulators = threadM * threadN;
       if (accumulators > limit) continue;
       const lanes = Math.ceil(M / threadM) * Math.ceil(N / threadN);
-      const perLane = K * (threadM * loadA + threadN * loadB + MULTIPLY_ADD_COST * accumulators) +
-        accumulators;
+      const perLane = K * (threadM * loadA + threadN * loadB + accumulators) + accumulators * storageAccess;
       const time = perLane * Math.ceil(lanes / threads);
       // Near ties go to the smaller block, which compiles faster.
       const bestAccumulators = best.threadM * best.threadN;
@@ -315,7 +316,7 @@ function chooseDirectTile(shape: MatmulShape, cpu: CpuTarget): DirectMatmulTile 
   }
   // Whole SIMD groups per workgroup where there are enough threads; otherwise one workgroup per core.
   const perCore = Math.max(1, Math.floor(best.lanes / threads));
-  const workgroup = Math.min(CPU_SIMD_LANES, 2 ** Math.floor(Math.log2(perCore)));
+  const workgroup = Math.min(SOFTWARE_SIMD_LANES, 2 ** Math.floor(Math.log2(perCore)));
   return { kind: "direct", threadM: best.threadM, threadN: best.threadN, workgroup, uniformA, uniformB };
 }
 
@@ -395,19 +396,19 @@ function directMatmul(shape: Required<Omit<MatmulShape, "tile">>, tile: DirectMa
   const { M, N, K, transA, transB, bias } = shape;
   const { threadM, threadN, workgroup, uniformA = false, uniformB = false } = tile;
   for (const [operand, uniform, floats] of [["A", uniformA, M * K], ["B", uniformB, N * K]] as const) {
-    if (uniform && floats * 4 > UNIFORM_BINDING_BYTES) {
+    if (uniform && floats * 4 > UNIFORM_WINDOW_BYTES) {
       throw new Error(
-        `matmul: ${operand} (${floats} floats) is too large for a uniform binding of ${UNIFORM_BINDING_BYTES} bytes`,
+        `matmul: ${operand} (${floats} floats) is too large for a uniform binding of ${UNIFORM_WINDOW_BYTES} bytes`,
       );
     }
   }
   const blocksN = Math.ceil(N / threadN);
   const lanes = Math.ceil(M / threadM) * blocksN;
   const grid = gridFor(lanes, workgroup);
-  const uniforms = `${uniformA ? "A" : ""}${uniformB ? "B" : ""}`;
-  const key = `${shapeKey(shape)}:direct${threadM}x${threadN}/${workgroup}${
-    uniforms ? `:uniform${uniforms}` : ""
-  }`;
+  const key = kernelKey("matmul_direct", {
+    ...{ M, N, K, transA, transB, bias },
+    ...{ threadM, threadN, workgroup, uniformA, uniformB },
+  });
   const wgsl = () => {
     const a = operandCode("a", M, threadM, "m0", K, !transA, uniformA);
     const b = operandCode("b", N, threadN, "n0", K, transB, uniformB);
@@ -493,10 +494,10 @@ function directColumnSum(rows: number, cols: number, cpuThreads: number): GridKe
   const element = width === 4 ? "vec4<f32>" : "f32";
   const lanes = cols / width;
   const perCore = Math.max(1, Math.floor(lanes / Math.max(1, cpuThreads)));
-  const workgroup = Math.min(CPU_SIMD_LANES, 2 ** Math.floor(Math.log2(perCore)));
+  const workgroup = Math.min(SOFTWARE_SIMD_LANES, 2 ** Math.floor(Math.log2(perCore)));
   const grid = gridFor(lanes, workgroup);
   return {
-    key: `column_sum:${rows}x${cols}:direct${width}/${workgroup}`,
+    key: kernelKey("column_sum_direct", { rows, cols, workgroup }),
     workgroups: grid.workgroups,
     wgsl: () => `
 @group(0) @binding(0) var<storage, read> src: array<${element}>;
@@ -518,7 +519,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 
 function sharedColumnSum(rows: number, cols: number): GridKernel {
   return {
-    key: `column_sum:${rows}x${cols}`,
+    key: kernelKey("column_sum", { rows, cols }),
     workgroups: [Math.ceil(cols / COLUMN_TILE), 1],
     wgsl: () => `
 @group(0) @binding(0) var<storage, read> src: array<f32>;

@@ -4,7 +4,7 @@
  * that owns its slots: dispatches run in order, so no atomics are needed.
  */
 import type { Kernel } from "../src/gpu/kernels.ts";
-import { f32 } from "./common.ts";
+import { f32, kernelKey } from "./common.ts";
 
 const THREADS = 256;
 
@@ -31,7 +31,7 @@ fn reduce_pair(lane: u32, value: vec2f) -> vec2f {
  */
 export function topkCountKernel(batch: number, classes: number, slot: number): Kernel {
   return {
-    key: `metrics_topk:${batch}x${classes}:${slot}`,
+    key: kernelKey("metrics_topk", { batch, classes, slot }),
     wgsl: () => `
 @group(0) @binding(0) var<storage, read> logits: array<f32>;
 @group(0) @binding(1) var<storage, read> labels: array<i32>;
@@ -62,7 +62,7 @@ fn main(@builtin(local_invocation_index) lane: u32) {
 /** `stats[slot] += value` for a constant (the batch size). Bindings: stats. */
 export function addConstantKernel(slot: number, value: number): Kernel {
   return {
-    key: `metrics_constant:${slot}:${value}`,
+    key: kernelKey("metrics_constant", { slot, value }),
     wgsl: () => `
 @group(0) @binding(0) var<storage, read_write> stats: array<f32>;
 
@@ -77,7 +77,7 @@ fn main() {
 /** `stats[slot] += scale * value[0]` (a batch-mean loss times the batch size). Bindings: value, stats. */
 export function addScalarKernel(slot: number, scale: number): Kernel {
   return {
-    key: `metrics_scalar:${slot}:${scale}`,
+    key: kernelKey("metrics_scalar", { slot, scale }),
     wgsl: () => `
 @group(0) @binding(0) var<storage, read> value: array<f32>;
 @group(0) @binding(1) var<storage, read_write> stats: array<f32>;
@@ -102,7 +102,7 @@ export const ACTIVITY_UNIFORM_BYTES = 16;
  */
 export function activityKernel(): Kernel {
   return {
-    key: "metrics_activity",
+    key: kernelKey("metrics_activity", {}),
     wgsl: () => `
 struct Sizes {
   slot: u32,

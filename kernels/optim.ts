@@ -14,7 +14,7 @@
  * would have created: the next update, no longer "first", reads them.
  */
 import type { Kernel } from "../src/gpu/kernels.ts";
-import { f32, gridFor, WORKGROUP_SIZE } from "./common.ts";
+import { f32, gridFor, kernelKey, WORKGROUP_SIZE } from "./common.ts";
 import { FOUND_INF_WORD } from "./grad_scaler.ts";
 
 export interface OptimizerKernel extends Kernel {
@@ -100,7 +100,7 @@ export function sgdKernel(options: SgdKernelOptions): OptimizerKernel {
   if (guarded) declarations.push(GUARD_DECLARATION);
   declarations.push("var<uniform> step: Step;");
   return {
-    key: `optim:sgd:${n}:${momentum}:${dampening}:${nesterov}:${weightDecay}:${guarded}`,
+    key: kernelKey("sgd", { n, momentum, dampening, nesterov, weightDecay, guarded }),
     workgroups: grid.workgroups,
     wgsl: () => `
 struct Step {
@@ -178,7 +178,7 @@ export function adamKernel(options: AdamKernelOptions): OptimizerKernel {
   if (guarded) declarations.push(GUARD_DECLARATION);
   declarations.push("var<uniform> step: Step;");
   return {
-    key: `optim:adam:${n}:${beta1}:${beta2}:${eps}:${weightDecay}:${decoupled}:${guarded}`,
+    key: kernelKey("adam", { n, beta1, beta2, eps, weightDecay, decoupled, guarded }),
     workgroups: grid.workgroups,
     wgsl: () => `
 struct Step {

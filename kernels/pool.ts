@@ -4,7 +4,7 @@
  * and repeat rows when H < oh (a 1x1 input pooled to 2x2 copies it into all four).
  */
 import type { Kernel } from "../src/gpu/kernels.ts";
-import { gridFor } from "./common.ts";
+import { gridFor, kernelKey } from "./common.ts";
 
 export interface AdaptivePoolShape {
   /** N*C: independent planes. */
@@ -19,8 +19,9 @@ export interface ElementKernel extends Kernel {
   workgroups: [number, number];
 }
 
-function shapeKey({ planes, height, width, outHeight, outWidth }: AdaptivePoolShape): string {
-  return `${planes}x${height}x${width}:${outHeight}x${outWidth}`;
+/** The shape as a kernel specification (a caller's object may carry more fields). */
+function shapeSpec({ planes, height, width, outHeight, outWidth }: AdaptivePoolShape): AdaptivePoolShape {
+  return { planes, height, width, outHeight, outWidth };
 }
 
 /** WGSL for the bin of output index `i` along an axis of `size` inputs and `out` outputs. */
@@ -35,7 +36,7 @@ export function adaptiveAvgPoolForwardKernel(shape: AdaptivePoolShape): ElementK
   const total = planes * outHeight * outWidth;
   const grid = gridFor(total);
   return {
-    key: `adaptive_avg_pool_fwd:${shapeKey(shape)}`,
+    key: kernelKey("adaptive_avg_pool_forward", shapeSpec(shape)),
     workgroups: grid.workgroups,
     wgsl: () => `
 @group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -71,7 +72,7 @@ export function adaptiveAvgPoolBackwardKernel(shape: AdaptivePoolShape): Element
   const total = planes * height * width;
   const grid = gridFor(total);
   return {
-    key: `adaptive_avg_pool_bwd:${shapeKey(shape)}`,
+    key: kernelKey("adaptive_avg_pool_backward", shapeSpec(shape)),
     workgroups: grid.workgroups,
     wgsl: () => `
 @group(0) @binding(0) var<storage, read> g: array<f32>;

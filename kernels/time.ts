@@ -3,7 +3,7 @@
  * repeating a batch over T and summing (or averaging) over T. Each is the other's gradient.
  */
 import type { Kernel } from "../src/gpu/kernels.ts";
-import { f32, gridFor } from "./common.ts";
+import { f32, gridFor, kernelKey } from "./common.ts";
 
 export interface ElementKernel extends Kernel {
   workgroups: [number, number];
@@ -15,7 +15,7 @@ export function repeatOverTimeKernel(n: number, steps: number, divisor = 1): Ele
   const grid = gridFor(total);
   const value = divisor === 1 ? `x[index % ${n}u]` : `x[index % ${n}u] / ${f32(divisor)}`;
   return {
-    key: `repeat_over_time:${n}:${steps}:${divisor}`,
+    key: kernelKey("repeat_over_time", { n, steps, divisor }),
     workgroups: grid.workgroups,
     wgsl: () => `
 @group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -35,7 +35,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 export function sumOverTimeKernel(n: number, steps: number, divisor = 1): ElementKernel {
   const grid = gridFor(n);
   return {
-    key: `sum_over_time:${n}:${steps}:${divisor}`,
+    key: kernelKey("sum_over_time", { n, steps, divisor }),
     workgroups: grid.workgroups,
     wgsl: () => `
 @group(0) @binding(0) var<storage, read> x: array<f32>;

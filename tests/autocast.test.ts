@@ -4,7 +4,7 @@
  * through each kernel tiling (GEMM, direct from storage, direct through uniform windows).
  */
 import assert from "node:assert/strict";
-import type { ConvGeometry, DirectTile, DirectWeightTile, GemmTile } from "../kernels/conv2d.ts";
+import type { ConvGeometry, DirectTile, DirectWeightTile, GemmTile } from "../kernels/conv2d/mod.ts";
 import { autocast, autocastActive, toHalf } from "../src/ops/autocast.ts";
 import { conv2d } from "../src/ops/conv2d.ts";
 import { assertPlansMatch } from "./conv_plan_check.ts";

@@ -10,7 +10,7 @@ import {
   type DirectWeightTile,
   type GemmTile,
   outputSize,
-} from "../kernels/conv2d.ts";
+} from "../kernels/conv2d/mod.ts";
 import { conv2d, dispatchConvPlan } from "../src/ops/conv2d.ts";
 import { Tensor } from "../src/tensor/tensor.ts";
 import { assertPlansMatch } from "./conv_plan_check.ts";
@@ -447,7 +447,7 @@ Deno.test("conv2d direct plans: channel ranges on binding boundaries fill their 
 
 Deno.test("conv2d CPU tilings: the default network's 28x28 convolution is windowed and keeps both threads busy", () => {
   const g = geometry(32, 8, 8, [28, 28], [3, 1, 1]);
-  const tilings = defaultConvTilings(g, true, 2);
+  const tilings = defaultConvTilings(g, { threads: 2 });
   const plans = [
     conv2dForwardPlan(g, tilings.forward),
     conv2dGradInputPlan(g, tilings.gradInput),

@@ -8,7 +8,7 @@ import {
   type DirectWeightTile,
   type GemmTile,
   outputSize,
-} from "../kernels/conv2d.ts";
+} from "../kernels/conv2d/mod.ts";
 import { dispatchConvPlan } from "../src/ops/conv2d.ts";
 import { Tensor } from "../src/tensor/tensor.ts";
 import { assertTensorClose, type Fixture, FORWARD, GRADIENT } from "./helpers.ts";

@@ -4,6 +4,7 @@
  */
 import { parseArgs } from "node:util";
 import { MODEL_NAMES } from "../models/registry.ts";
+import { type Surrogate, SURROGATE_NAMES } from "../ops/lif.ts";
 import { PRESETS } from "../../pipelines/presets.ts";
 import { AUGMENT_NAMES, type AugmentName, augmentNamesExpected } from "../data/augment/settings.ts";
 
@@ -37,7 +38,7 @@ export interface RunConfig {
   temperature: number;
   alpha: number;
   lambda: number;
-  surrogate: "dspike" | "sigmoid" | "atan";
+  surrogate: Surrogate;
   augment: AugmentName[];
   workers: number;
   prefetch: number;
@@ -103,7 +104,11 @@ export const FLAGS: Record<string, FlagSpec> = {
   "temperature": { key: "temperature", type: "string", help: "SML distillation temperature" },
   "alpha": { key: "alpha", type: "string", help: "SML weight of module cross-entropy" },
   "lambda": { key: "lambda", type: "string", help: "SML weight of the soft (KL) part" },
-  "surrogate": { key: "surrogate", type: "string", help: "LIF surrogate gradient: dspike|sigmoid|atan" },
+  "surrogate": {
+    key: "surrogate",
+    type: "string",
+    help: `LIF surrogate gradient: ${SURROGATE_NAMES.join("|")}`,
+  },
   "augment": { key: "augment", type: "string", help: `${AUGMENT_NAMES.join("|")} (comma-separated)` },
   "workers": { key: "workers", type: "string", help: "data loading workers (0: in-process)" },
   "prefetch": { key: "prefetch", type: "string", help: "batches prepared ahead" },
@@ -232,7 +237,7 @@ function convert(flag: string, text: string): unknown {
     case "schedule":
       return choice(flag, text, ["cosine", "none"] as const);
     case "surrogate":
-      return choice(flag, text, ["dspike", "sigmoid", "atan"] as const);
+      return choice(flag, text, SURROGATE_NAMES);
     case "preset":
       return choice(flag, text, Object.keys(PRESETS));
     case "augment": {

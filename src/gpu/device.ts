@@ -23,12 +23,23 @@ export interface Gpu {
   maxWorkgroupsPerDimension: number;
   hasF16: boolean;
   hasTimestamps: boolean;
+  /** The kernel tilings ops choose (see GpuOptions.tiling), resolved for this adapter. */
+  tiling: "gpu" | "software";
 }
+
+/**
+ * Which kernel tilings ops choose: "auto" the register-blocked, uniform-window tilings of kernels/target.ts
+ * on a software adapter and the workgroup-memory tilings on a GPU; "gpu" or "software" forces one on any
+ * adapter (so a test can run a GPU's tilings on a software adapter).
+ */
+export type TilingChoice = "auto" | "gpu" | "software";
 
 export interface GpuOptions {
   powerPreference?: GPUPowerPreference;
   /** Ask for `shader-f16`; an error if the adapter lacks it. */
   requireF16?: boolean;
+  /** Default "auto". */
+  tiling?: TilingChoice;
 }
 
 let current: Gpu | undefined;
@@ -43,6 +54,7 @@ const NO_ADAPTER_HELP = "no WebGPU adapter found. Install a GPU driver with Vulk
 export function initGpu(options: GpuOptions = {}): Promise<Gpu> {
   if (current) {
     if (options.requireF16 && !current.hasF16) return Promise.reject(f16Missing(current.adapter));
+    if (options.tiling) setTiling(options.tiling);
     return Promise.resolve(current);
   }
   pending ??= acquire(options).then((gpu) => (current = gpu)).finally(() => (pending = undefined));
@@ -55,6 +67,21 @@ export function gpu(): Gpu {
     throw new Error("spikegpu: the GPU is not initialised: `await initGpu()` before using tensors");
   }
   return current;
+}
+
+/**
+ * Changes the tilings ops choose from now on. Ops recorded earlier keep theirs for their backward; kernels
+ * are cached by tiling, so switching back and forth compiles nothing twice.
+ */
+export function setTiling(choice: TilingChoice): void {
+  const gpu_ = gpu();
+  gpu_.tiling = resolveTiling(choice, gpu_.adapter);
+}
+
+/** The one test of "is this a software adapter" that the kernel choice makes. */
+function resolveTiling(choice: TilingChoice, adapter: AdapterDescription): Gpu["tiling"] {
+  if (choice !== "auto") return choice;
+  return adapter.isFallbackAdapter ? "software" : "gpu";
 }
 
 /** Throws the device-lost or uncaptured GPU error recorded since the last check, if any. */
@@ -193,6 +220,7 @@ async function acquire(options: GpuOptions): Promise<Gpu> {
     maxWorkgroupsPerDimension: device.limits.maxComputeWorkgroupsPerDimension,
     hasF16,
     hasTimestamps: device.features.has("timestamp-query"),
+    tiling: resolveTiling(options.tiling ?? "auto", description),
   };
 }
 

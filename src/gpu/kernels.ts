@@ -7,6 +7,7 @@ import { nextTimestampWrites, profileFull, profiling, resolveQueries } from "./p
 
 /** A compute kernel specialised by its shape constants; equal keys must mean equal WGSL. */
 export interface Kernel {
+  /** `kernelKey(family, spec)` (kernels/common.ts) of the specification the WGSL was generated from. */
   key: string;
   /** Generates the WGSL source; called once per key. Entry point `main`, bindings in group 0. */
   wgsl: () => string;
@@ -17,6 +18,9 @@ const MAX_PENDING_DISPATCHES = 512;
 const UNIFORM_BYTES = 256;
 
 const pipelines = new Map<string, GPUComputePipeline>();
+/** Each key's WGSL, kept only while checkKernelKeys is on. */
+const codeByKey = new Map<string, string>();
+let checkingKeys = false;
 /** Keys that differ only in constants the WGSL does not use (a batch size) share one compiled pipeline. */
 const pipelinesByCode = new Map<string, GPUComputePipeline>();
 /** Group 0's layout per pipeline: a bind group made with a fresh layout object costs twice as much. */
@@ -41,7 +45,26 @@ const pendingProfiles: Promise<void>[] = [];
 const uniformSlots: GPUBuffer[] = [];
 let uniformsUsed = 0;
 
+/**
+ * Checks the rule "equal keys mean equal WGSL" at run time (for tests and debugging): every dispatch
+ * generates its kernel's WGSL again and throws when a key already compiled had other code.
+ */
+export function checkKernelKeys(on: boolean): void {
+  checkingKeys = on;
+  if (!on) codeByKey.clear();
+}
+
+function checkKey(kernel: Kernel): void {
+  const code = kernel.wgsl();
+  const known = codeByKey.get(kernel.key);
+  if (known === undefined) codeByKey.set(kernel.key, code);
+  else if (known !== code) {
+    throw new Error(`spikegpu: kernel key ${kernel.key} names two different WGSL sources`);
+  }
+}
+
 export function pipelineFor(kernel: Kernel): GPUComputePipeline {
+  if (checkingKeys) checkKey(kernel);
   let pipeline = pipelines.get(kernel.key);
   if (!pipeline) {
     const code = kernel.wgsl();

@@ -8,9 +8,11 @@ import {
   type ConvPlan,
   defaultConvTilings,
   outputSize,
-} from "../../kernels/conv2d.ts";
+  type Tilings,
+} from "../../kernels/conv2d/mod.ts";
 import { gpu } from "../gpu/device.ts";
 import { autocastActive, toHalf } from "./autocast.ts";
+import { softwareTarget } from "./target.ts";
 import { dispatch } from "../gpu/kernels.ts";
 import { record } from "../tensor/tape.ts";
 import { Tensor } from "../tensor/tensor.ts";
@@ -72,13 +74,9 @@ export function conv2d(x: Tensor, weight: Tensor, options: Conv2dOptions = {}): 
   const geometry: ConvGeometry = { ...geometryOf(x, weight, options), halfOperands: half };
   const [outH, outW] = outputSize(geometry);
   const out = Tensor.empty([geometry.batch, geometry.cout, outH, outW], { name: "conv2d" });
-  // Software adapters (one worker thread per core) run storage loads one lane at a time: they get the
-  // direct tiling, which reads through uniform windows.
-  const tilings = defaultConvTilings(
-    geometry,
-    gpu().adapter.isFallbackAdapter,
-    navigator.hardwareConcurrency,
-  );
+  // Software adapters run storage loads one lane at a time: they get the direct tiling, which reads
+  // through uniform windows.
+  const tilings = defaultConvTilings(geometry, softwareTarget());
   const xOperand = half ? toHalf(x) : x;
   const weightOperand = half ? toHalf(weight) : weight;
   dispatchConvPlan(conv2dForwardPlan(geometry, tilings.forward), {
@@ -97,8 +95,6 @@ export function conv2d(x: Tensor, weight: Tensor, options: Conv2dOptions = {}): 
     return grads;
   });
 }
-
-type Tilings = ReturnType<typeof defaultConvTilings>;
 
 function conv2dGradInput(
   gradOut: Tensor,

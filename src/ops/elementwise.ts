@@ -18,7 +18,7 @@ function sameShape(a: Tensor, b: Tensor, op: string): void {
 /** Applies a WGSL expression over `a`, `b`, `c` elementwise into a new tensor (no gradient). */
 export function map(name: string, inputs: readonly Tensor[], expr: string, shape = inputs[0].shape): Tensor {
   const out = Tensor.empty(shape, { name });
-  const kernel = mapKernel(name, out.size, inputs.length, expr);
+  const kernel = mapKernel(out.size, inputs.length, expr);
   dispatch(kernel, [...inputs.map((t) => t.buffer), out.buffer], kernel.workgroups);
   return out;
 }

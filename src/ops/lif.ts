@@ -1,10 +1,11 @@
 /** The multi-step LIF spiking neuron (SPEC §2) with a surrogate gradient, one kernel per direction. */
-import { lifBackwardKernel, lifForwardKernel, type LifSpec, type SurrogateSpec } from "../../kernels/lif.ts";
+import { lifBackwardKernel, lifForwardKernel, type LifSpec } from "../../kernels/lif.ts";
+import { type Surrogate, surrogateSpec } from "../../kernels/surrogates.ts";
 import { dispatch } from "../gpu/kernels.ts";
 import { currentTape, record } from "../tensor/tape.ts";
 import { Tensor } from "../tensor/tensor.ts";
 
-export type Surrogate = "dspike" | "sigmoid" | "atan";
+export { type Surrogate, SURROGATE_NAMES } from "../../kernels/surrogates.ts";
 
 export interface LifOptions {
   /** Time steps folded into the first dimension (time-major, row t*B + b). */
@@ -13,29 +14,14 @@ export interface LifOptions {
   tau?: number;
   /** Firing threshold theta. Default 1.0. */
   threshold?: number;
-  /** Surrogate for dH/dz in the backward. Default "dspike". */
+  /** Surrogate for dH/dz in the backward (kernels/surrogates.ts). Default "dspike". */
   surrogate?: Surrogate;
-  /** Dspike sharpness gamma. Default 2.5. */
+  /** Dspike sharpness gamma. Default 2.5 (the defaults live in SURROGATES). */
   gamma?: number;
   /** Dspike region r: the surrogate is zero for |u - theta| > r. Default 1. */
   region?: number;
   /** Sigmoid / atan sharpness; defaults as SpikingJelly: 4.0 for sigmoid, 2.0 for atan. */
   alpha?: number;
-}
-
-const DEFAULT_ALPHA: Record<"sigmoid" | "atan", number> = { sigmoid: 4.0, atan: 2.0 };
-
-function surrogateSpec(options: LifOptions): SurrogateSpec {
-  const kind = options.surrogate ?? "dspike";
-  switch (kind) {
-    case "dspike":
-      return { kind, gamma: options.gamma ?? 2.5, region: options.region ?? 1 };
-    case "sigmoid":
-    case "atan":
-      return { kind, alpha: options.alpha ?? DEFAULT_ALPHA[kind] };
-    default:
-      throw new Error(`lif: unknown surrogate "${kind}"; expected "dspike", "sigmoid" or "atan"`);
-  }
 }
 
 /** The kernel spec of LIF neurons over `x`, after checking its layout. */
@@ -54,7 +40,7 @@ export function lifSpec(x: Tensor, options: LifOptions, smoothForward: boolean):
     steps: T,
     tau: options.tau ?? 0.5,
     threshold: options.threshold ?? 1.0,
-    surrogate: surrogateSpec(options),
+    surrogate: surrogateSpec(options.surrogate ?? "dspike", options),
     smoothForward,
   };
 }

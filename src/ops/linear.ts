@@ -1,12 +1,7 @@
 /** The fully connected layer `y = x W^T + b` and its gradients, on the tiled GEMM of kernels/matmul.ts. */
-import {
-  columnSumKernel,
-  defaultMatmulTile,
-  matmulKernel,
-  type MatmulShape,
-  UNIFORM_BINDING_BYTES,
-} from "../../kernels/matmul.ts";
-import { gpu } from "../gpu/device.ts";
+import { columnSumKernel, defaultMatmulTile, matmulKernel, type MatmulShape } from "../../kernels/matmul.ts";
+import { UNIFORM_WINDOW_BYTES } from "../../kernels/target.ts";
+import { softwareTarget } from "./target.ts";
 import { dispatch } from "../gpu/kernels.ts";
 import { record } from "../tensor/tape.ts";
 import { Tensor } from "../tensor/tensor.ts";
@@ -42,12 +37,7 @@ function checkShapes(x: Tensor, weight: Tensor, bias: Tensor | undefined): void 
 
 /** Whether a kernel may bind `t`'s whole buffer as a uniform (see DirectMatmulTile). */
 function uniformReadable(t: Tensor): boolean {
-  return (t.buffer.usage & GPUBufferUsage.UNIFORM) !== 0 && t.buffer.size <= UNIFORM_BINDING_BYTES;
-}
-
-/** Worker threads of a software adapter (llvmpipe runs one per core); undefined on a GPU. */
-function cpuThreads(): number | undefined {
-  return gpu().adapter.isFallbackAdapter ? navigator.hardwareConcurrency : undefined;
+  return (t.buffer.usage & GPUBufferUsage.UNIFORM) !== 0 && t.buffer.size <= UNIFORM_WINDOW_BYTES;
 }
 
 /**
@@ -55,10 +45,8 @@ function cpuThreads(): number | undefined {
  * direct tiling, reading the operands that fit through uniforms.
  */
 function gemm(shape: MatmulShape, a: Tensor, b: Tensor) {
-  const threads = cpuThreads();
-  const cpu = threads === undefined
-    ? undefined
-    : { threads, uniformA: uniformReadable(a), uniformB: uniformReadable(b) };
+  const software = softwareTarget();
+  const cpu = software && { ...software, uniformA: uniformReadable(a), uniformB: uniformReadable(b) };
   return matmulKernel({ ...shape, tile: defaultMatmulTile(shape, cpu) });
 }
 
@@ -92,7 +80,7 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
     let gradBias: Tensor | null = null;
     if (bias.requiresGrad) {
       gradBias = Tensor.empty(bias.shape, { name: "linear_grad_bias" });
-      const kernel = columnSumKernel(rows, outFeatures, cpuThreads());
+      const kernel = columnSumKernel(rows, outFeatures, softwareTarget()?.threads);
       dispatch(kernel, [gradOut.buffer, gradBias.buffer], kernel.workgroups);
     }
     return [gradX, gradWeight, gradBias];

@@ -178,7 +178,7 @@ function ones(shape: readonly number[]): Tensor {
 
 function copyOf(t: Tensor): Tensor {
   const copy = Tensor.empty(t.shape, { name: `${t.name}_copy` });
-  const kernel = mapKernel("copy", t.size, 1, "a");
+  const kernel = mapKernel(t.size, 1, "a");
   dispatch(kernel, [t.buffer, copy.buffer], kernel.workgroups);
   return copy;
 }
