@@ -38,7 +38,7 @@ class ConvBnLif extends Module {
 
 export class PlainSpikingCnn extends Module {
   T: number;
-  readonly layers = new ModuleList<ConvBnLif>();
+  readonly layers: ModuleList<ConvBnLif> = new ModuleList<ConvBnLif>();
   readonly linear: Linear;
   readonly attached?: Attached;
   readonly config: Readonly<ModelOptions>;

@@ -76,7 +76,7 @@ export interface SurrogateModuleOptions {
 }
 
 export class SurrogateModule extends Module {
-  readonly convs = new ModuleList<ConvUnit>();
+  readonly convs: ModuleList<ConvUnit> = new ModuleList<ConvUnit>();
   readonly prediction: Prediction;
   readonly local: boolean;
 

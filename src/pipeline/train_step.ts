@@ -5,7 +5,7 @@
 import type { ForwardResult } from "../models/attachment.ts";
 import type { SpikingModel } from "../models/registry.ts";
 import { copyBuffer } from "../gpu/kernels.ts";
-import { ActivityRecorder } from "../nn/activity.ts";
+import type { ActivityRecorder } from "../nn/activity.ts";
 import { autocast } from "../ops/autocast.ts";
 import type { GradScaler } from "../optim/grad_scaler.ts";
 import type { Optimizer } from "../optim/optimizer.ts";
