@@ -5,6 +5,9 @@
  * @module
  */
 
+/** The package version (semver), the same as deno.json's. */
+export { VERSION } from "./src/version.ts";
+
 // GPU runtime
 /** Acquire the process-wide WebGPU adapter and device; call once before creating tensors. */
 export { describeAdapter, gpu, initGpu } from "./src/gpu/device.ts";
