@@ -129,8 +129,35 @@ function firstManifest(): string | undefined {
   return undefined;
 }
 
+/**
+ * On Linux, gives the process a private, empty runtime folder (mode 0700, removed at exit) when
+ * XDG_RUNTIME_DIR is unset. Loading the adapter asks libwayland for a display, which without one prints
+ * "error: XDG_RUNTIME_DIR is invalid or not set in the environment." twice: harmless on a headless
+ * machine, but it reads like a failure. An empty folder of our own holds no display socket, so nothing
+ * else changes. Needs write permission to the temp folder; without it the message stays.
+ */
+function provideRuntimeDir(): void {
+  if (Deno.build.os !== "linux" || Deno.env.get("XDG_RUNTIME_DIR")) return;
+  let dir: string;
+  try {
+    dir = Deno.makeTempDirSync({ prefix: "spikegpu-runtime-" });
+    Deno.chmodSync(dir, 0o700);
+  } catch {
+    return;
+  }
+  Deno.env.set("XDG_RUNTIME_DIR", dir);
+  globalThis.addEventListener("unload", () => {
+    try {
+      Deno.removeSync(dir, { recursive: true });
+    } catch {
+      // Already gone, or no longer ours to remove: a leftover empty temp folder is harmless.
+    }
+  });
+}
+
 async function acquire(options: GpuOptions): Promise<Gpu> {
   if (!("gpu" in navigator) || !navigator.gpu) throw new Error(`spikegpu: ${NO_ADAPTER_HELP}`);
+  provideRuntimeDir();
   const vulkanManifest = preferVulkan();
   const adapter = await navigator.gpu.requestAdapter({
     powerPreference: options.powerPreference ?? "high-performance",
