@@ -3,7 +3,7 @@
  * Typed arrays are stored as {dtype, shape, bytes} with raw little-endian bytes, because msgpackr's own
  * typed-array extension is not portable to other readers. Written atomically (temp, fsync, rename).
  */
-import { Packr } from "npm:msgpackr@^1.11.0";
+import { Packr } from "npm:msgpackr@^1.11.0/pack";
 import type { GradScalerState } from "../optim/grad_scaler.ts";
 import { writeFileAtomic } from "./atomic.ts";
 
