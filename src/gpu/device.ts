@@ -104,8 +104,8 @@ export const VULKAN_MANIFEST_DIRS = [
 
 /**
  * On Linux, picks the Vulkan backend when a Vulkan driver is installed and the user chose no backend.
- * wgpu's automatic choice ends on Vulkan there anyway (lavapipe outruns GL's llvmpipe, README
- * Performance), but first loads and initialises Mesa's GL driver through EGL as well: a second LLVM
+ * wgpu's automatic choice ends on Vulkan there anyway (lavapipe outruns GL's llvmpipe,
+ * docs/performance.md), but first loads and initialises Mesa's GL driver through EGL as well: a second LLVM
  * user with its own threads and exit handlers in the process. Returns the manifest that decided it.
  */
 function preferVulkan(): string | undefined {
