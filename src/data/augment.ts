@@ -924,6 +924,7 @@ export interface AugmentFlags {
  */
 export type AugmentSetting = "none" | "standard" | "reference" | AugmentFlags;
 
+/** The augmentation switches a setting turns on, every one present. */
 export function augmentFlags(setting: AugmentSetting | undefined): Required<AugmentFlags> {
   if (setting === undefined || setting === "standard") {
     return { crop: true, flip: true, autoAugment: false, cutout: false };

@@ -7,25 +7,39 @@
 export interface AdapterDescription {
   /** The adapter's own description, e.g. "llvmpipe (LLVM 15.0.6, 256 bits)" or "NVIDIA H200". */
   name: string;
+  /** The adapter's vendor, as it reports it. */
   vendor: string;
+  /** The adapter's architecture, as it reports it. */
   architecture: string;
   /** "vulkan", "gl", ... as chosen by DENO_WEBGPU_BACKEND (set by `preferVulkan` or the user), or "auto". */
   backend: string;
+  /** True for a software (CPU) adapter. */
   isFallbackAdapter: boolean;
 }
 
+/** The process's WebGPU device and what it allows. */
 export interface Gpu {
+  /** The device every kernel runs on. */
   device: GPUDevice;
+  /** The adapter it came from. */
   adapter: AdapterDescription;
+  /** The features enabled on the device. */
   features: ReadonlySet<string>;
+  /** Largest storage buffer binding, in bytes. */
   maxStorageBindingBytes: number;
+  /** Largest buffer, in bytes. */
   maxBufferBytes: number;
+  /** Most workgroups per dispatch dimension. */
   maxWorkgroupsPerDimension: number;
+  /** Whether `shader-f16` is enabled (f16 tensors and --f16). */
   hasF16: boolean;
+  /** Whether `timestamp-query` is enabled (profiling). */
   hasTimestamps: boolean;
 }
 
+/** How to acquire the adapter and device. */
 export interface GpuOptions {
+  /** Adapter preference; default "high-performance". */
   powerPreference?: GPUPowerPreference;
   /** Ask for `shader-f16`; an error if the adapter lacks it. */
   requireF16?: boolean;

@@ -4,8 +4,10 @@ import { dispatch } from "../gpu/kernels.ts";
 import { currentTape, record } from "../tensor/tape.ts";
 import { Tensor } from "../tensor/tensor.ts";
 
+/** The surrogate gradient of the spike's Heaviside step. */
 export type Surrogate = "dspike" | "sigmoid" | "atan";
 
+/** LIF neuron dynamics and the surrogate gradient. */
 export interface LifOptions {
   /** Time steps folded into the first dimension (time-major, row t*B + b). */
   T: number;
