@@ -5,6 +5,9 @@
  * @module
  */
 
+/** The package version (semver), the same as deno.json's. */
+export { VERSION } from "./src/version.ts";
+
 // GPU runtime
 /** Acquire the process-wide WebGPU adapter and device; call once before creating tensors. */
 export { describeAdapter, gpu, initGpu } from "./src/gpu/device.ts";
@@ -103,3 +106,38 @@ export type { AugmentName, AugmentSetting } from "./src/data/augment/settings.ts
 // Profiling
 /** Per-kernel GPU time from timestamp queries. */
 export { startProfiling, stopProfiling } from "./src/gpu/profile.ts";
+
+// Types the exports above take or return, so that their documentation is complete.
+export type { ActivityReport, LayerActivity, Site } from "./src/nn/activity.ts";
+export type { AdamFamily } from "./src/optim/adam.ts";
+export type { AugmentFlags } from "./src/data/augment/settings.ts";
+export type { Counter, StateEntry } from "./src/nn/module.ts";
+export type { ArrayDType, StoredArray } from "./src/io/checkpoint.ts";
+export type { DatasetName, DatasetSpec, Split } from "./src/data/dataset.ts";
+export type {
+  EpochRecord,
+  FaultRecord,
+  HeadMetrics,
+  MetricsRecord,
+  StepRecord,
+} from "./src/pipeline/run_folder.ts";
+export type { MetricsSnapshot } from "./src/pipeline/metrics.ts";
+export type { Preset } from "./pipelines/preset.ts";
+export { DATASETS } from "./src/cli/config.ts";
+export type { DatasetName as RunDatasetName, RunConfig } from "./src/cli/config.ts";
+export type { Attached } from "./src/models/attachment.ts";
+export type { RngState } from "./src/data/rng.ts";
+export type { BasicBlock, ResNetArch, SpikingResNetConfig } from "./src/models/spiking_resnet.ts";
+export type { ConvUnit, Prediction } from "./src/models/surrogate_module.ts";
+export type { ConvBnLif } from "./src/models/plain_cnn.ts";
+export type { Backward, BackwardOptions, Entry } from "./src/tensor/tape.ts";
+export type { Progress, StateSources } from "./src/pipeline/training_state.ts";
+export type { BatchNormOptions, BatchNormState } from "./src/ops/batch_norm.ts";
+export type { Conv2dOptions } from "./src/ops/conv2d.ts";
+export type { OptimizerKind } from "./src/optim/optimizer.ts";
+export type { NamedArray, SafetensorsDType } from "./src/io/safetensors.ts";
+export type { PointReport, ProbedModel, ProbeReport } from "./src/sml/gradient_probe.ts";
+export type { ExportOptions, LoadOptions } from "./src/io/state_dict.ts";
+export type { RunSummary } from "./src/pipeline/train_loop.ts";
+export type { KernelTime } from "./src/gpu/profile.ts";
+export type { PoolStats } from "./src/gpu/pool.ts";

@@ -8,6 +8,7 @@ import type { Preset } from "./preset.ts";
 
 export type { Preset };
 
+/** Every preset by name (`--preset`), e.g. "mnist" (the default) and "cifar10-resnet19". */
 export const PRESETS: Record<string, Preset> = {
   "mnist": mnist,
   "mnist-plain": mnistPlain,

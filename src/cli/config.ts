@@ -8,55 +8,98 @@ import { type Surrogate, SURROGATE_NAMES } from "../ops/lif.ts";
 import { PRESETS } from "../../pipelines/presets.ts";
 import { AUGMENT_NAMES, type AugmentName, augmentNamesExpected } from "../data/augment/settings.ts";
 
+/** Data set names `--dataset` accepts. */
 export const DATASETS = ["mnist", "cifar10", "cifar100", "imagenet", "es-imagenet", "cifar10-dvs"] as const;
+/** One of DATASETS. */
 export type DatasetName = typeof DATASETS[number];
 
+/** Every `train` flag, validated: preset defaults with explicit flags applied. */
 export interface RunConfig {
+  /** Preset name (`--preset`). */
   preset: string;
+  /** Data set (`--dataset`). */
   dataset: DatasetName;
+  /** Data set root folder (`--data-dir`); empty for the embedded MNIST. */
   dataDir: string;
+  /** Model registry name (`--model`). */
   model: string;
   /** ResNet stem width (64 = published) or plain-CNN first width. */
   width: number;
   /** Extra layers of the `plain` network. */
   depth: number;
+  /** Time steps (`--T`). */
   T: number;
+  /** Samples per step (`--batch-size`). */
   batchSize: number;
+  /** Training epochs (`--epochs`). */
   epochs: number;
+  /** Base learning rate (`--lr`). */
   lr: number;
+  /** Optimizer (`--optimizer`). */
   optimizer: "sgd" | "adam" | "adamw";
+  /** SGD momentum (`--momentum`). */
   momentum: number;
+  /** Weight decay, decoupled for AdamW (`--weight-decay`). */
   weightDecay: number;
+  /** Learning-rate schedule per epoch (`--schedule`). */
   schedule: "cosine" | "none";
+  /** Cosine length in epochs; 0 means `epochs` (`--cos-T-max`). */
   cosTMax: number;
+  /** Linear warm-up epochs (`--warmup-epochs`). */
   warmupEpochs: number;
+  /** Surrogate module positions, blocks between modules (`--sb-places`). */
   sbPlaces: number[];
+  /** Kernel sizes of each module's convolutions (`--sb-kernels`). */
   sbKernels: number[][];
+  /** Channel width of the modules' convolutions (`--sb-width`). */
   sbWidth: number;
+  /** Detach the backbone at each module (`--sb-local`). */
   sbLocal: boolean;
+  /** No surrogate modules: plain surrogate-gradient training (`--no-sb`). */
   noSb: boolean;
+  /** SML distillation temperature (`--temperature`). */
   temperature: number;
+  /** SML weight of the soft (mutual KL) part (`--alpha`). */
   alpha: number;
+  /** SML weight of the SNN's own loss against the modules' (`--lambda`). */
   lambda: number;
+  /** The LIF surrogate gradient (`--surrogate`). */
   surrogate: Surrogate;
+  /** Training augmentations (`--augment`). */
   augment: AugmentName[];
+  /** Data loader workers; 0 builds batches in-process (`--workers`). */
   workers: number;
+  /** Batches built ahead (`--prefetch`). */
   prefetch: number;
+  /** Drop the last partial training batch (`--drop-last`). */
   dropLast: boolean;
+  /** Seed of initialisation, data order and augmentation (`--seed`). */
   seed: number;
+  /** Run folder; empty for `runs/<preset>-<model>-<time>` (`--output-dir`). */
   outputDir: string;
+  /** Checkpoint to continue from (`--resume`). */
   resume: string;
+  /** Safetensors weights to start from (`--init-weights`). */
   initWeights: string;
+  /** Where to write the trained weights as safetensors (`--export-weights`). */
   exportWeights: string;
+  /** Evaluate only (`--test-only`). */
   testOnly: boolean;
+  /** Mixed precision: f16 convolutions with loss scaling (`--f16`). */
   f16: boolean;
+  /** Evaluate every this many epochs (`--eval-every`). */
   evalEvery: number;
+  /** Log a step record every this many steps (`--log-every`). */
   logEvery: number;
+  /** Write latest.ckpt every this many steps; 0: at epoch ends only (`--checkpoint-every`). */
   checkpointEvery: number;
+  /** Stop after this many optimizer steps; 0: no limit (`--max-steps`). */
   maxSteps: number;
   /** Limit the training set to this many samples (0: all), for smoke runs. */
   trainLimit: number;
+  /** Limit the test set to this many samples (0: all), for smoke runs. */
   testLimit: number;
+  /** Print the gradient-error probe on one batch and exit (`--probe`). */
   probe: boolean;
 }
 

@@ -16,6 +16,7 @@ import { evaluate, runTraining } from "../pipeline/train_loop.ts";
 import { restoreCheckpoint, type StateSources } from "../pipeline/training_state.ts";
 import { runProbe } from "./probe.ts";
 import { helpText, parseConfig, type RunConfig } from "./config.ts";
+import { VERSION } from "../version.ts";
 import { ProgressPrinter } from "./progress.ts";
 
 /** The model options a configuration asks for, given the data's classes and channels. */
@@ -77,6 +78,10 @@ function defaultOutputDir(config: RunConfig): string {
 }
 
 export async function main(args: string[]): Promise<number> {
+  if (args.includes("--version")) {
+    console.log(`spikegpu ${VERSION}`);
+    return 0;
+  }
   const { config, explicit, help } = parseConfig(args);
   if (help) {
     console.log(helpText());

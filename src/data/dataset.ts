@@ -4,11 +4,15 @@ import type { Rng } from "./rng.ts";
 
 /** One sample: CHW floats for images, (T, C, H, W) floats for event frames. */
 export interface Sample {
+  /** The sample's values, row-major. */
   data: Float32Array;
+  /** Class index in [0, numClasses). */
   label: number;
 }
 
+/** Names `createDataset` accepts. */
 export type DatasetName = "mnist" | "cifar10" | "cifar100" | "imagenet" | "es-imagenet" | "cifar10-dvs";
+/** Which part of a data set to open. */
 export type Split = "train" | "test";
 
 /** Options for createDataset. Fields a data set does not use are ignored. Plain data, so workers can rebuild it. */
@@ -37,15 +41,23 @@ export interface DatasetOptions {
   trainRatio?: number;
 }
 
+/** How to rebuild a data set in another thread: its registry name and options (plain data). */
 export interface DatasetSpec {
+  /** Registry name. */
   name: DatasetName;
+  /** The options it was opened with. */
   options: DatasetOptions;
 }
 
+/** A data set: indexed samples with labels, augmented on request. */
 export interface Dataset {
+  /** Registry name, for messages. */
   readonly name: string;
+  /** Number of samples. */
   readonly length: number;
+  /** Number of classes. */
   readonly numClasses: number;
+  /** Class names by index, when known. */
   readonly classNames?: readonly string[];
   /** [C, H, W] for images; [T, C, H, W] for event frames (batched time-major as (T, B, C, H, W)). */
   readonly sampleShape: readonly number[];

@@ -11,19 +11,25 @@ import { permutation, Rng } from "./rng.ts";
 
 export type { Dataset, DatasetName, DatasetOptions, DatasetSpec, Sample, Split } from "./dataset.ts";
 
+/** A batch from the loader, on the CPU. */
 export interface Batch {
   /** (B, C, H, W) for images, (T, B, C, H, W) time-major for event frames, row-major. */
   data: Float32Array;
+  /** Shape of `data`. */
   shape: number[];
+  /** Class index of each sample. */
   labels: Int32Array;
   /** Samples of this batch dropped as unreadable (so B can be below batchSize). */
   skipped: number;
+  /** Epoch the batch belongs to. */
   epoch: number;
   /** Position of the batch in its epoch. */
   index: number;
 }
 
+/** How a DataLoader batches, shuffles and parallelises. */
 export interface DataLoaderOptions {
+  /** Samples per batch. */
   batchSize: number;
   /** Seed of the shuffles and augmentations; default 0. */
   seed?: number;
@@ -141,18 +147,30 @@ class PoolWorker {
   }
 }
 
+/**
+ * Batches of a data set: shuffled per epoch from a seed, built in-process or by a pool of workers, the same
+ * batches either way.
+ */
 export class DataLoader {
+  /** Samples per batch. */
   readonly batchSize: number;
+  /** Seed of the shuffles and augmentations. */
   readonly seed: number;
+  /** Whether training augmentation applies. */
   readonly train: boolean;
+  /** Whether each epoch is shuffled. */
   readonly shuffle: boolean;
+  /** Whether the last, partial batch is dropped. */
   readonly dropLast: boolean;
+  /** Worker threads; 0 builds batches in-process. */
   readonly workerCount: number;
+  /** Batches built ahead of the consumer. */
   readonly prefetch: number;
   private pool: PoolWorker[] | null = null;
   private nextJob = 0;
   private skippedCount = 0;
 
+  /** Batches of `dataset`; workers need the data set's `spec`. */
   constructor(readonly dataset: Dataset, options: DataLoaderOptions) {
     if (!Number.isInteger(options.batchSize) || options.batchSize < 1) {
       throw new Error(`DataLoader: batchSize must be a positive integer, got ${options.batchSize}`);
@@ -179,6 +197,7 @@ export class DataLoader {
     return this.dataset.length;
   }
 
+  /** The data set's number of classes. */
   get numClasses(): number {
     return this.dataset.numClasses;
   }
@@ -200,6 +219,7 @@ export class DataLoader {
     return permutation(this.dataset.length, Rng.seeded(this.seed, epoch, SHUFFLE_STREAM));
   }
 
+  /** Starts the worker pool on first use. */
   private startPool(): PoolWorker[] {
     if (!this.pool) {
       this.pool = Array.from(
@@ -210,6 +230,7 @@ export class DataLoader {
     return this.pool;
   }
 
+  /** Builds the batch of `indices`, in-process or on a worker. */
   private produce(epoch: number, indices: Int32Array): Promise<Omit<Batch, "epoch" | "index">> {
     if (this.workerCount === 0) return buildBatch(this.dataset, indices, epoch, this.seed, this.train);
     const pool = this.startPool();

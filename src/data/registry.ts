@@ -6,6 +6,7 @@ import { EsImageNetDataset } from "./es_imagenet.ts";
 import { ImageNetDataset } from "./imagenet.ts";
 import { MnistDataset } from "./mnist.ts";
 
+/** Every data set `createDataset` opens. */
 export const DATASET_NAMES: readonly DatasetName[] = [
   "mnist",
   "cifar10",

@@ -20,6 +20,10 @@ function rotl(x: number, k: number): number {
   return (x << k) | (x >>> (32 - k));
 }
 
+/**
+ * A seeded xoshiro128** generator; its state can be saved and restored, so data order and augmentation
+ * continue exactly on resume.
+ */
 export class Rng {
   private s0: number;
   private s1: number;

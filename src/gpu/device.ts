@@ -7,21 +7,33 @@
 export interface AdapterDescription {
   /** The adapter's own description, e.g. "llvmpipe (LLVM 15.0.6, 256 bits)" or "NVIDIA H200". */
   name: string;
+  /** The adapter's vendor, as it reports it. */
   vendor: string;
+  /** The adapter's architecture, as it reports it. */
   architecture: string;
   /** "vulkan", "gl", ... as chosen by DENO_WEBGPU_BACKEND (set by `preferVulkan` or the user), or "auto". */
   backend: string;
+  /** True for a software (CPU) adapter. */
   isFallbackAdapter: boolean;
 }
 
+/** The process's WebGPU device and what it allows. */
 export interface Gpu {
+  /** The device every kernel runs on. */
   device: GPUDevice;
+  /** The adapter it came from. */
   adapter: AdapterDescription;
+  /** The features enabled on the device. */
   features: ReadonlySet<string>;
+  /** Largest storage buffer binding, in bytes. */
   maxStorageBindingBytes: number;
+  /** Largest buffer, in bytes. */
   maxBufferBytes: number;
+  /** Most workgroups per dispatch dimension. */
   maxWorkgroupsPerDimension: number;
+  /** Whether `shader-f16` is enabled (f16 tensors and --f16). */
   hasF16: boolean;
+  /** Whether `timestamp-query` is enabled (profiling). */
   hasTimestamps: boolean;
   /** The kernel tilings ops choose (see GpuOptions.tiling), resolved for this adapter. */
   tiling: "gpu" | "software";
@@ -34,7 +46,9 @@ export interface Gpu {
  */
 export type TilingChoice = "auto" | "gpu" | "software";
 
+/** How to acquire the adapter and device. */
 export interface GpuOptions {
+  /** Adapter preference; default "high-performance". */
   powerPreference?: GPUPowerPreference;
   /** Ask for `shader-f16`; an error if the adapter lacks it. */
   requireF16?: boolean;
@@ -131,8 +145,8 @@ export const VULKAN_MANIFEST_DIRS = [
 
 /**
  * On Linux, picks the Vulkan backend when a Vulkan driver is installed and the user chose no backend.
- * wgpu's automatic choice ends on Vulkan there anyway (lavapipe outruns GL's llvmpipe, README
- * Performance), but first loads and initialises Mesa's GL driver through EGL as well: a second LLVM
+ * wgpu's automatic choice ends on Vulkan there anyway (lavapipe outruns GL's llvmpipe,
+ * docs/performance.md), but first loads and initialises Mesa's GL driver through EGL as well: a second LLVM
  * user with its own threads and exit handlers in the process. Returns the manifest that decided it.
  */
 function preferVulkan(): string | undefined {
@@ -156,8 +170,35 @@ function firstManifest(): string | undefined {
   return undefined;
 }
 
+/**
+ * On Linux, gives the process a private, empty runtime folder (mode 0700, removed at exit) when
+ * XDG_RUNTIME_DIR is unset. Loading the adapter asks libwayland for a display, which without one prints
+ * "error: XDG_RUNTIME_DIR is invalid or not set in the environment." twice: harmless on a headless
+ * machine, but it reads like a failure. An empty folder of our own holds no display socket, so nothing
+ * else changes. Needs write permission to the temp folder; without it the message stays.
+ */
+function provideRuntimeDir(): void {
+  if (Deno.build.os !== "linux" || Deno.env.get("XDG_RUNTIME_DIR")) return;
+  let dir: string;
+  try {
+    dir = Deno.makeTempDirSync({ prefix: "spikegpu-runtime-" });
+    Deno.chmodSync(dir, 0o700);
+  } catch {
+    return;
+  }
+  Deno.env.set("XDG_RUNTIME_DIR", dir);
+  globalThis.addEventListener("unload", () => {
+    try {
+      Deno.removeSync(dir, { recursive: true });
+    } catch {
+      // Already gone, or no longer ours to remove: a leftover empty temp folder is harmless.
+    }
+  });
+}
+
 async function acquire(options: GpuOptions): Promise<Gpu> {
   if (!("gpu" in navigator) || !navigator.gpu) throw new Error(`spikegpu: ${NO_ADAPTER_HELP}`);
+  provideRuntimeDir();
   const vulkanManifest = preferVulkan();
   const adapter = await navigator.gpu.requestAdapter({
     powerPreference: options.powerPreference ?? "high-performance",

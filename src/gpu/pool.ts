@@ -16,6 +16,7 @@ let peakBytesInUse = 0;
 let bytesAllocated = 0;
 let buffersCreated = 0;
 
+/** Buffer-pool counters, in bytes and buffers. */
 export interface PoolStats {
   /** Bytes held by live tensors. */
   bytesInUse: number;
@@ -111,10 +112,12 @@ export function releaseBuffer(buffer: GPUBuffer): void {
   list.push(buffer);
 }
 
+/** The buffer pool's counters now. */
 export function poolStats(): PoolStats {
   return { bytesInUse, peakBytesInUse, bytesAllocated, buffersCreated };
 }
 
+/** Starts a new peak measurement at the bytes in use now. */
 export function resetPeak(): void {
   peakBytesInUse = bytesInUse;
 }

@@ -17,6 +17,7 @@ interface Session {
 
 let session: Session | undefined;
 
+/** Starts recording per-kernel GPU time with timestamp queries (adapters with `timestamp-query`). */
 export function startProfiling(): void {
   const { device, hasTimestamps } = gpu();
   if (!hasTimestamps) throw new Error("profile: this adapter has no timestamp-query feature");
@@ -78,9 +79,13 @@ export function resolveQueries(encoder: GPUCommandEncoder): (() => Promise<void>
   };
 }
 
+/** GPU time of one kernel specialisation over the profiled span. */
 export interface KernelTime {
+  /** The kernel's cache key (family and specialisation). */
   key: string;
+  /** Total GPU time. */
   milliseconds: number;
+  /** Dispatches. */
   count: number;
 }
 

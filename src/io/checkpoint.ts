@@ -3,17 +3,22 @@
  * Typed arrays are stored as {dtype, shape, bytes} with raw little-endian bytes, because msgpackr's own
  * typed-array extension is not portable to other readers. Written atomically (temp, fsync, rename).
  */
-import { Packr } from "npm:msgpackr@^1.11.0";
+import { Packr } from "npm:msgpackr@^1.11.0/pack";
 import type { GradScalerState } from "../optim/grad_scaler.ts";
 import { writeFileAtomic } from "./atomic.ts";
 
 export const CHECKPOINT_FORMAT_VERSION = 1;
 
+/** Element type of a stored array. */
 export type ArrayDType = "f32" | "i32" | "u32" | "i64";
 
+/** An array in a checkpoint: element type, shape and raw little-endian bytes. */
 export interface StoredArray {
+  /** Element type. */
   dtype: ArrayDType;
+  /** Shape. */
   shape: number[];
+  /** Raw little-endian bytes. */
   bytes: Uint8Array;
 }
 
@@ -55,12 +60,15 @@ export function restoreArray(stored: StoredArray, what: string): StorableArray {
   }
 }
 
+/** Everything needed to continue a run exactly; one msgpack document on disk. */
 export interface Checkpoint {
+  /** CHECKPOINT_FORMAT_VERSION of the writer. */
   formatVersion: number;
   /** Registry name and the options it was built with. */
   model: { name: string; options: Record<string, unknown> };
   /** State-dict entries by reference name (f32 tensors, i64 counters). */
   weights: Record<string, StoredArray>;
+  /** The optimizer's state (slots per parameter, hyperparameters); null before it was created. */
   optimizer: {
     kind: string;
     step: number;
@@ -68,11 +76,15 @@ export interface Checkpoint {
     hyper: Record<string, number | boolean>;
     slots: Record<string, StoredArray[]>;
   } | null;
+  /** The learning-rate schedule's settings. */
   schedule: Record<string, unknown>;
+  /** Epoch in progress (0-based). */
   epoch: number;
+  /** Optimizer steps taken. */
   step: number;
   /** The data order and augmentation RNG state (loader-defined). */
   rng: unknown;
+  /** Best test top-1 so far (percent), or -1. */
   bestAccuracy: number;
   /** The full run configuration (flags). */
   config: Record<string, unknown>;
@@ -193,10 +205,12 @@ function holdsNonFinite(stored: StoredArray): boolean {
   return false;
 }
 
+/** Writes `checkpoint` to `path` atomically: a kill or a full disk leaves any previous file whole. */
 export async function writeCheckpoint(path: string, checkpoint: Checkpoint): Promise<void> {
   await writeFileAtomic(path, encodeCheckpoint(checkpoint));
 }
 
+/** Reads a checkpoint, with an error naming the file when it is missing, truncated or not one. */
 export async function readCheckpoint(path: string): Promise<Checkpoint> {
   let bytes: Uint8Array;
   try {

@@ -5,8 +5,11 @@
 
 export type SafetensorsDType = "F32" | "F16" | "I64" | "I32" | "U8" | "I8" | "BOOL" | "F64";
 
+/** A tensor read from or written to safetensors. */
 export interface NamedArray {
+  /** Element type. */
   dtype: SafetensorsDType;
+  /** Shape. */
   shape: number[];
   /** F32 -> Float32Array, F64 -> Float64Array, I64 -> BigInt64Array, I32 -> Int32Array, F16 -> Uint16Array. */
   data: Float32Array | Float64Array | BigInt64Array | Int32Array | Uint16Array | Uint8Array | Int8Array;
@@ -101,6 +104,7 @@ export function parseSafetensors(bytes: Uint8Array, source: string): Map<string,
   return tensors;
 }
 
+/** Reads every tensor of a safetensors file, by name. */
 export async function readSafetensors(path: string): Promise<Map<string, NamedArray>> {
   let bytes: Uint8Array;
   try {

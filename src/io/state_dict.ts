@@ -7,6 +7,7 @@ import type { Module, StateEntry } from "../nn/module.ts";
 import { writeFileAtomic } from "./atomic.ts";
 import { encodeSafetensors, type NamedArray, readSafetensors } from "./safetensors.ts";
 
+/** Which entries a state dict includes. */
 export interface ExportOptions {
   /** Include the surrogate modules (`sb_layers.*`); default true. */
   surrogates?: boolean;
@@ -40,6 +41,7 @@ export async function stateDict(
   return out;
 }
 
+/** Writes the model's state dict to `path` as safetensors, under the reference key names. */
 export async function saveSafetensors(
   path: string,
   model: Module,
@@ -48,6 +50,7 @@ export async function saveSafetensors(
   await writeFileAtomic(path, encodeSafetensors(await stateDict(model, options)));
 }
 
+/** How to load: the source's name for errors, and whether the modules may be missing. */
 export interface LoadOptions {
   /** Names the source in errors. */
   source?: string;
@@ -108,6 +111,7 @@ export function loadStateDict(
   for (const write of writes) write();
 }
 
+/** Loads safetensors weights into `model` by reference key name (with or without `sb_layers.*`). */
 export async function loadSafetensors(path: string, model: Module, options: LoadOptions = {}): Promise<void> {
   loadStateDict(model, await readSafetensors(path), { source: path, ...options });
 }

@@ -8,12 +8,15 @@ import type { ModuleList } from "../nn/module.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import { SurrogateModule } from "./surrogate_module.ts";
 
+/** Where SML surrogate modules attach and how they are built. */
 export interface SurrogateConfig {
   /** Incremental unit positions: [3, 3] attaches after units 3 and 6. */
   positions: readonly number[];
   /** One kernel list per module, or one list shared by all (default [7, 5, 3]). */
   kernels?: readonly (readonly number[])[];
+  /** Channel width k of the modules' convolutions (default 256). */
   width?: number;
+  /** Detach the backbone at each attachment point: no gradient from a module into the SNN. */
   local?: boolean;
 }
 
@@ -60,7 +63,9 @@ export function foldTime(input: Tensor, T: number, inChannels: number, model: st
   return x;
 }
 
+/** The modules a model carries and the units they attach after. */
 export interface Attached {
+  /** The surrogate modules, in attachment order. */
   modules: SurrogateModule[];
   /** 0-based unit index after which each module attaches. */
   units: number[];

@@ -22,12 +22,19 @@ import {
 } from "./attachment.ts";
 import type { SurrogateModule } from "./surrogate_module.ts";
 
-/** conv, bn, lif named 0, 1, 2, as an nn.Sequential would name them (state dict `layers.0.0.weight`). */
-class ConvBnLif extends Module {
+/**
+ * conv3x3 -> batch norm -> LIF, one layer of the plain network; conv, bn, lif named 0, 1, 2, as an
+ * nn.Sequential would name them (state dict `layers.0.0.weight`).
+ */
+export class ConvBnLif extends Module {
+  /** The convolution (no bias). */
   readonly conv: Conv2d;
+  /** Its batch norm. */
   readonly bn: BatchNorm;
+  /** Its LIF neurons. */
   readonly lif: Lif;
 
+  /** A layer from `inChannels` to `outChannels` with the given stride and LIF options. */
   constructor(
     inChannels: number,
     outChannels: number,
@@ -41,19 +48,31 @@ class ConvBnLif extends Module {
     this.lif = this.child(2, new Lif(lif));
   }
 
+  /** One layer over T time steps folded into the batch. */
   forward(x: Tensor, T: number): Tensor {
     return this.lif.afterBatchNorm(this.bn, this.conv.forward(x), T);
   }
 }
 
+/**
+ * The plain spiking CNN of the paper's Fig. 2: conv-BN-LIF layers, extra 128-channel layers for depth,
+ * average pooling and a linear classifier.
+ */
 export class PlainSpikingCnn extends Module {
+  /** Time steps. */
   T: number;
-  readonly layers = new ModuleList<ConvBnLif>();
+  /** The conv-BN-LIF layers. */
+  readonly layers: ModuleList<ConvBnLif> = new ModuleList<ConvBnLif>();
+  /** The classifier. */
   readonly linear: Linear;
+  /** The surrogate modules, when configured. */
   readonly attached?: Attached;
+  /** The options it was built with. */
   readonly config: Readonly<ModelOptions>;
+  /** Run the surrogate modules in forward (training); false drops them (inference). */
   useSurrogates = true;
 
+  /** Builds the network `options` describe, initialised from its seed. */
   constructor(options: ModelOptions) {
     super();
     this.config = { ...options };
@@ -92,10 +111,12 @@ export class PlainSpikingCnn extends Module {
     }
   }
 
+  /** Units modules can attach after (the layers). */
   get blockCount(): number {
     return this.layers.items.length;
   }
 
+  /** The surrogate modules (none without them). */
   get surrogates(): SurrogateModule[] {
     return this.attached?.modules ?? [];
   }
@@ -105,6 +126,7 @@ export class PlainSpikingCnn extends Module {
     return this.attached?.units ?? [];
   }
 
+  /** SNN logits averaged over time and, with modules in use, each module's logits. */
   forward(input: Tensor, taps?: AttachmentTaps): ForwardResult {
     const T = this.T;
     const x = foldTime(input, T, this.layers.items[0].conv.inChannels, "plain cnn");

@@ -23,6 +23,7 @@ import {
 
 export type { AttachmentTaps, ForwardResult, SurrogateConfig };
 
+/** The spiking ResNets the registry builds. */
 export type ResNetArch = "resnet18" | "resnet34" | "resnet19";
 
 interface Stage {
@@ -51,8 +52,11 @@ const STAGES: Record<ResNetArch, Stage[]> = {
   ],
 };
 
+/** How a SpikingResNet is built. */
 export interface SpikingResNetConfig {
+  /** Architecture. */
   arch: ResNetArch;
+  /** Classes of the classifier. */
   numClasses: number;
   /** Time steps. May change between training stages. */
   T: number;
@@ -62,6 +66,7 @@ export interface SpikingResNetConfig {
   imagenetStem?: boolean;
   /** The SML surrogate modules to attach (none when absent). */
   modules?: SurrogateConfig;
+  /** LIF neuron options (T comes from the model). */
   lif?: Omit<LifOptions, "T">;
   /** Seed of the parameter initialisation. */
   seed?: number;
@@ -72,15 +77,24 @@ export interface SpikingResNetConfig {
   width?: number;
 }
 
+/** A spiking ResNet basic block: conv-BN-LIF, conv-BN, the shortcut added, LIF. */
 export class BasicBlock extends Module {
+  /** First 3x3 convolution. */
   readonly conv1: Conv2d;
+  /** Its batch norm. */
   readonly bn1: BatchNorm;
+  /** Second 3x3 convolution. */
   readonly conv2: Conv2d;
+  /** Its batch norm. */
   readonly bn2: BatchNorm;
+  /** 1x1 convolution and batch norm on the shortcut, where the shape changes. */
   readonly downsample?: ModuleList<Conv2d | BatchNorm>;
+  /** Neurons after the first convolution. */
   readonly lif1: Lif;
+  /** Neurons after the residual sum. */
   readonly lif2: Lif;
 
+  /** A block from `inChannels` to `outChannels` with the given stride. */
   constructor(
     inChannels: number,
     outChannels: number,
@@ -104,6 +118,7 @@ export class BasicBlock extends Module {
     this.lif2 = this.child("lif2", new Lif(lif));
   }
 
+  /** The block over T time steps folded into the batch. */
   forward(x: Tensor, T: number): Tensor {
     const h = this.lif1.afterBatchNorm(this.bn1, this.conv1.forward(x), T);
     const main = this.conv2.forward(h);
@@ -116,14 +131,26 @@ export class BasicBlock extends Module {
   }
 }
 
+/**
+ * Spiking ResNet-18/34/19 with optional SML surrogate modules, state-dict names as in the reference
+ * implementation.
+ */
 export class SpikingResNet extends Module {
+  /** The configuration it was built with. */
   readonly config: Readonly<SpikingResNetConfig>;
+  /** Time steps. */
   T: number;
+  /** Stem convolution. */
   readonly conv1: Conv2d;
+  /** Stem batch norm. */
   readonly bn1: BatchNorm;
+  /** The basic blocks, in order. */
   readonly blocks: BasicBlock[] = [];
+  /** The classifier (the first of two for ResNet-19). */
   readonly linear: Linear;
+  /** ResNet-19's second classifier layer. */
   readonly linear2?: Linear;
+  /** The surrogate modules, when configured. */
   readonly attached?: Attached;
   /** The stem's LIF, after bn1. */
   readonly lif1: Lif;
@@ -132,6 +159,7 @@ export class SpikingResNet extends Module {
   /** Run the surrogate modules in forward (training); false drops them (inference). */
   useSurrogates = true;
 
+  /** Builds the network `config` describes, initialised from its seed. */
   constructor(config: SpikingResNetConfig) {
     super();
     this.config = { ...config };
@@ -211,6 +239,7 @@ export class SpikingResNet extends Module {
     return this.attached?.units ?? [];
   }
 
+  /** SNN logits averaged over time and, with modules in use, each module's logits. */
   forward(input: Tensor, taps?: AttachmentTaps): ForwardResult {
     const T = this.T;
     let x = foldTime(input, T, this.conv1.inChannels, this.config.arch);

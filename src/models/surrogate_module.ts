@@ -25,10 +25,13 @@ export function isModuleKernel(k: number): k is ModuleKernel {
 }
 
 /** conv -> BN2d -> LeakyReLU, named `0` and `1` like the reference's nn.Sequential. */
-class ConvUnit extends Module {
+export class ConvUnit extends Module {
+  /** The convolution. */
   readonly conv: Conv2d;
+  /** Its batch norm. */
   readonly bn: BatchNorm;
 
+  /** A unit from `inChannels` to `outChannels` with a `kernel` x `kernel` convolution. */
   constructor(inChannels: number, outChannels: number, kernel: ModuleKernel, rng: InitRng) {
     super();
     const { stride, padding } = CONV_GEOMETRY[kernel];
@@ -36,17 +39,22 @@ class ConvUnit extends Module {
     this.bn = this.child(1, new BatchNorm(outChannels));
   }
 
+  /** conv -> BN -> LeakyReLU. */
   forward(x: Tensor): Tensor {
     return this.bn.forwardLeakyRelu(this.conv.forward(x), 0.01);
   }
 }
 
 /** AdaptiveAvgPool(2,2) -> flatten -> Linear(4k, 512) -> BN1d -> LeakyReLU -> Linear(512, K). */
-class Prediction extends Module {
+export class Prediction extends Module {
+  /** Linear(4k, 512). */
   readonly hidden: Linear;
+  /** BatchNorm1d(512). */
   readonly bn: BatchNorm;
+  /** Linear(512, K). */
   readonly output: Linear;
 
+  /** The head of a module of width `width` for `numClasses` classes. */
   constructor(width: number, numClasses: number, seed: number, prefix: string) {
     super();
     // Indices follow the reference's nn.Sequential, whose pool, flatten and activation hold no state.
@@ -55,6 +63,7 @@ class Prediction extends Module {
     this.output = this.child(5, new Linear(512, numClasses, new InitRng(seed, `${prefix}prediction.5`)));
   }
 
+  /** Logits (B, K) from the last convolution's output. */
   forward(x: Tensor): Tensor {
     const pooled = flatten(adaptiveAvgPool2d(x, 2));
     return this.output.forward(this.bn.forwardLeakyRelu(this.hidden.forward(pooled), 0.01));
@@ -75,11 +84,19 @@ export interface SurrogateModuleOptions {
   prefix: string;
 }
 
+/**
+ * An SML surrogate module: an ANN (convolutions, then a prediction head) that reads a block's spikes averaged
+ * over time and predicts the classes.
+ */
 export class SurrogateModule extends Module {
-  readonly convs = new ModuleList<ConvUnit>();
+  /** The convolution units, in order. */
+  readonly convs: ModuleList<ConvUnit> = new ModuleList<ConvUnit>();
+  /** The prediction head. */
   readonly prediction: Prediction;
+  /** True when the backbone is detached at the attachment point. */
   readonly local: boolean;
 
+  /** A module as `options` describe it, initialised from its seed and prefix. */
   constructor(options: SurrogateModuleOptions) {
     super();
     const width = options.width ?? 256;

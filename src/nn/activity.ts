@@ -18,35 +18,47 @@ import { untracked } from "../tensor/scope.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import type { Module } from "./module.ts";
 
+/** Energy of one multiply-accumulate, in picojoules (45 nm, Horowitz 2014), for ANN layers. */
 export const E_MAC_PJ = 4.6;
+/** Energy of one accumulate, in picojoules (45 nm), for each synaptic operation of a spike. */
 export const E_AC_PJ = 0.9;
 
 const SLOT_WIDTH = 3;
 const MAX_SITES = 512;
 
-interface Site {
+/** A recorded place in the network: a LIF layer or a synapse (convolution, linear). */
+export interface Site {
+  /** LIF output or synapse input. */
   kind: "lif" | "synapse";
+  /** The layer's name. */
   name: string;
   /** Multiply-accumulates per sample per time step (synapse sites). */
   macs: number;
 }
 
+/** Activity of one site over the recorded forwards. */
 export interface LayerActivity {
   /** The layer's path in the module tree; `Class#index` (call order) for a layer outside the tree. */
   name: string;
+  /** LIF output or synapse input. */
   kind: "lif" | "synapse";
   /** Mean over recorded calls of the mean value: firing rate for spikes. */
   rate: number;
   /** True when every value seen was 0 or 1. */
   binary: boolean;
+  /** Multiply-accumulates per sample per time step. */
   macs: number;
 }
 
+/** Firing rates, synaptic operations and the energy estimate of the recorded forwards. */
 export interface ActivityReport {
+  /** Every site, in call order. */
   layers: LayerActivity[];
   /** Per sample (image), all time steps. */
   synapticOps: number;
+  /** Multiply-accumulates per sample, all time steps (what an ANN of the same shape does). */
   macs: number;
+  /** Energy estimate per sample, in microjoules: macs at E_MAC_PJ plus synaptic operations at E_AC_PJ. */
   energyMicrojoules: number;
 }
 
@@ -94,6 +106,7 @@ export class ActivityRecorder {
     }
   }
 
+  /** Adds the mean (and binary check) of `x` at the next site; called by layers while recording. */
   record(kind: Site["kind"], layer: Module, x: Tensor, macs: number): void {
     const index = this.#cursor++;
     if (index >= MAX_SITES) return;
@@ -147,6 +160,7 @@ export class ActivityRecorder {
     dispatch(kernel, [this.#stats.buffer], kernel.workgroups);
   }
 
+  /** Frees the recorder's GPU counters. */
   dispose(): void {
     this.#stats.dispose();
   }

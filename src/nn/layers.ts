@@ -16,8 +16,10 @@ import { type Counter, Module } from "./module.ts";
 
 /** Convolution without bias (none anywhere in the backbone or surrogate modules). */
 export class Conv2d extends Module {
+  /** Weight (out, in, k, k). */
   readonly weight: Tensor;
 
+  /** A convolution from `inChannels` to `outChannels`, Kaiming-normal (fan-out) initialised from `rng`. */
   constructor(
     readonly inChannels: number,
     readonly outChannels: number,
@@ -31,6 +33,7 @@ export class Conv2d extends Module {
     this.weight = this.parameter("weight", kaimingNormalFanOut(rng, shape), shape);
   }
 
+  /** Convolves `x` (N, C, H, W). */
   forward(x: Tensor): Tensor {
     const y = conv2d(x, this.weight, { stride: this.stride, padding: this.padding });
     recordActivity(
@@ -45,12 +48,18 @@ export class Conv2d extends Module {
 
 /** BatchNorm2d or BatchNorm1d (the op handles both layouts). */
 export class BatchNorm extends Module {
+  /** Scale (C), initialised to 1. */
   readonly weight: Tensor;
+  /** Shift (C), initialised to 0. */
   readonly bias: Tensor;
+  /** Running mean (C), used in evaluation. */
   readonly runningMean: Tensor;
+  /** Running variance (C), used in evaluation. */
   readonly runningVar: Tensor;
+  /** Training batches seen (torch's num_batches_tracked). */
   readonly batchesTracked: Counter;
 
+  /** Batch norm over `channels` channels. */
   constructor(readonly channels: number, readonly momentum = 0.1, readonly eps = 1e-5) {
     super();
     this.weight = this.parameter("weight", constant(channels, 1), [channels]);
@@ -60,6 +69,7 @@ export class BatchNorm extends Module {
     this.batchesTracked = this.counter("num_batches_tracked");
   }
 
+  /** Normalises `x` (N, C) or (N, C, H, W): batch statistics in training, running ones in evaluation. */
   forward(x: Tensor): Tensor {
     if (this.training) this.batchesTracked.value++;
     return batchNorm(x, this.#state(), this.#options());
@@ -87,10 +97,14 @@ export class BatchNorm extends Module {
   }
 }
 
+/** A fully connected layer with bias, torch.nn.Linear's initialisation. */
 export class Linear extends Module {
+  /** Weight (out, in). */
   readonly weight: Tensor;
+  /** Bias (out). */
   readonly bias: Tensor;
 
+  /** A layer from `inFeatures` to `outFeatures`, initialised from `rng`. */
   constructor(readonly inFeatures: number, readonly outFeatures: number, rng: InitRng) {
     super();
     this.weight = this.parameter("weight", uniformFanIn(rng, inFeatures * outFeatures, inFeatures), [
@@ -100,6 +114,7 @@ export class Linear extends Module {
     this.bias = this.parameter("bias", uniformFanIn(rng, outFeatures, inFeatures), [outFeatures]);
   }
 
+  /** x W^T + b for `x` (N, in). */
   forward(x: Tensor): Tensor {
     recordActivity("synapse", this, x, this.inFeatures * this.outFeatures);
     return linear(x, this.weight, this.bias);
@@ -108,10 +123,12 @@ export class Linear extends Module {
 
 /** Multi-step LIF neurons (SPEC §2); no parameters. T comes from the model at each call. */
 export class Lif extends Module {
+  /** LIF neurons with the given options (T comes from the model at each call). */
   constructor(readonly options: Omit<LifOptions, "T"> = {}) {
     super();
   }
 
+  /** Spikes of `x` over T time steps folded into the first dimension. */
   forward(x: Tensor, T: number): Tensor {
     const spikes = lif(x, { ...this.options, T });
     recordActivity("lif", this, spikes);

@@ -20,12 +20,17 @@ import { Tensor } from "../tensor/tensor.ts";
 
 /** A batch norm's parameters and running statistics, each of shape (C). */
 export interface BatchNormState {
+  /** Scale. */
   weight: Tensor;
+  /** Shift. */
   bias: Tensor;
+  /** Running mean, updated in training. */
   runningMean: Tensor;
+  /** Running variance (unbiased), updated in training. */
   runningVar: Tensor;
 }
 
+/** How batch norm normalises. */
 export interface BatchNormOptions {
   /** Normalise with the batch's statistics and update the running ones; otherwise use the running ones. */
   training: boolean;

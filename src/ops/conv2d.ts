@@ -17,6 +17,7 @@ import { dispatch } from "../gpu/kernels.ts";
 import { record } from "../tensor/tape.ts";
 import { Tensor } from "../tensor/tensor.ts";
 
+/** Stride and padding of a convolution. */
 export interface Conv2dOptions {
   /** Step between kernel positions, in both directions (default 1). */
   stride?: number;

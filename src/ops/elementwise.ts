@@ -23,6 +23,7 @@ export function map(name: string, inputs: readonly Tensor[], expr: string, shape
   return out;
 }
 
+/** A new tensor of `shape` with every element `value`. */
 export function fill(shape: readonly number[], value: number, name = "filled"): Tensor {
   const out = Tensor.empty(shape, { name });
   const kernel = fillKernel(out.size, value);
@@ -30,6 +31,7 @@ export function fill(shape: readonly number[], value: number, name = "filled"): 
   return out;
 }
 
+/** A new tensor of `shape` filled with zeros. */
 export function zeros(shape: readonly number[], name = "zeros"): Tensor {
   return fill(shape, 0, name);
 }

@@ -7,6 +7,7 @@ import { Tensor } from "../tensor/tensor.ts";
 
 export { type Surrogate, SURROGATE_NAMES } from "../../kernels/surrogates.ts";
 
+/** LIF neuron dynamics and the surrogate gradient. */
 export interface LifOptions {
   /** Time steps folded into the first dimension (time-major, row t*B + b). */
   T: number;

@@ -37,13 +37,15 @@ const EXP_AVG = "exp_avg";
 const EXP_AVG_SQ = "exp_avg_sq";
 
 /** The update both variants share; `decoupled` picks where weight decay applies. */
-abstract class AdamFamily implements Optimizer {
+export abstract class AdamFamily implements Optimizer {
+  /** The parameters it updates. */
   readonly params: readonly Tensor[];
   lr: number;
   #hyper: AdamHyper;
   #steps = 0;
   readonly #state: ParameterState;
 
+  /** An Adam-family optimizer of `kind`; `decoupled` applies weight decay to the weights (AdamW). */
   protected constructor(
     readonly kind: "adam" | "adamw",
     private readonly decoupled: boolean,
@@ -94,6 +96,7 @@ abstract class AdamFamily implements Optimizer {
     zeroGradients(this.params);
   }
 
+  /** The state, read back from the GPU: exp_avg, exp_avg_sq and step per parameter. */
   async exportState(): Promise<OptimizerState> {
     return {
       kind: this.kind,
@@ -128,6 +131,7 @@ abstract class AdamFamily implements Optimizer {
 
 /** torch.optim.Adam: `weightDecay` (default 0) adds `weightDecay * p` to the gradient. */
 export class Adam extends AdamFamily {
+  /** Adam over `params`. */
   constructor(params: Tensor[], options: AdamOptions) {
     super("adam", false, params, options, 0);
   }
@@ -135,6 +139,7 @@ export class Adam extends AdamFamily {
 
 /** torch.optim.AdamW: `weightDecay` (default 0.01) scales `p` by `1 - lr * weightDecay` before the update. */
 export class AdamW extends AdamFamily {
+  /** AdamW over `params`. */
   constructor(params: Tensor[], options: AdamOptions) {
     super("adamw", true, params, options, 0.01);
   }

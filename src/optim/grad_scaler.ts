@@ -32,6 +32,7 @@ import { dispatch, writeBuffer } from "../gpu/kernels.ts";
 import { untracked } from "../tensor/scope.ts";
 import { Tensor } from "../tensor/tensor.ts";
 
+/** torch.amp.GradScaler's settings. */
 export interface GradScalerOptions {
   /** The scale of the first step; default 65536 (2^16). */
   initScale?: number;
@@ -45,6 +46,7 @@ export interface GradScalerOptions {
 
 /** What the GPU holds between steps, read back. */
 export interface GradScalerReading {
+  /** The current loss scale. */
   scale: number;
   /** Clean steps in a row since the scale last changed (torch's `_growth_tracker`). */
   growthTracker: number;
@@ -99,6 +101,11 @@ function checkedOptions(options: Required<GradScalerOptions>): Required<GradScal
   return { initScale, growthFactor, backoffFactor, growthInterval };
 }
 
+/**
+ * Dynamic loss scaling for f16 training, as torch.amp.GradScaler does it, decided on the GPU: the loss is
+ * scaled, gradients are unscaled and checked for non-finite values, and the scale grows or backs off, with no
+ * readback per step.
+ */
 export class GradScaler {
   #options: Required<GradScalerOptions>;
   readonly #scale: Tensor;
@@ -106,6 +113,7 @@ export class GradScaler {
   readonly #state: Tensor;
   #disposed = false;
 
+  /** A scaler with torch's defaults unless `options` says otherwise. */
   constructor(options: GradScalerOptions = {}) {
     this.#options = checkedOptions({
       initScale: options.initScale ?? 65536,
@@ -178,6 +186,7 @@ export class GradScaler {
     };
   }
 
+  /** The scaler's state and settings, read back, for a checkpoint. */
   async exportState(): Promise<GradScalerState> {
     this.#checkLive("exportState()");
     return { ...await this.read(), ...this.#options };

@@ -16,15 +16,21 @@ import { SGD } from "./sgd.ts";
  * has never been updated has an empty array in every slot.
  */
 export interface OptimizerState {
+  /** "sgd", "adam" or "adamw". */
   kind: string;
   /** Calls of `step()` so far. */
   step: number;
+  /** Learning rate. */
   lr: number;
+  /** State arrays by slot name, one per parameter. */
   slots: Record<string, Float32Array[]>;
+  /** Hyperparameters by name. */
   hyper: Record<string, number | boolean>;
 }
 
+/** What every optimizer does: update parameters from their gradients, and save and restore its state. */
 export interface Optimizer {
+  /** The parameters it updates. */
   readonly params: readonly Tensor[];
   /** The learning rate the next `step()` uses; schedules set it between epochs. */
   lr: number;
@@ -36,6 +42,7 @@ export interface Optimizer {
   step(guard?: GPUBuffer): void;
   /** Disposes the parameters' gradients and sets them to null. */
   zeroGrad(): void;
+  /** The state, read back from the GPU, for a checkpoint. */
   exportState(): Promise<OptimizerState>;
   /**
    * Replaces the state (and, like torch's load_state_dict, the learning rate and hyperparameters) with a
@@ -46,19 +53,28 @@ export interface Optimizer {
   dispose(): void;
 }
 
+/** Optimizers `createOptimizer` builds. */
 export type OptimizerKind = "sgd" | "adam" | "adamw";
 
 /** The union of the optimizers' options; each optimizer reads the ones it knows. */
 export interface OptimizerOptions {
+  /** Learning rate. */
   lr: number;
+  /** SGD momentum (default 0). */
   momentum?: number;
+  /** SGD dampening (default 0). */
   dampening?: number;
+  /** SGD Nesterov momentum (default false). */
   nesterov?: boolean;
+  /** Adam's beta1 and beta2 (default [0.9, 0.999]). */
   betas?: [number, number];
+  /** Adam's epsilon (default 1e-8). */
   eps?: number;
+  /** Weight decay (default 0; 0.01 for AdamW). */
   weightDecay?: number;
 }
 
+/** The optimizer `kind` over `params`. */
 export function createOptimizer(kind: OptimizerKind, params: Tensor[], options: OptimizerOptions): Optimizer {
   switch (kind) {
     case "sgd":

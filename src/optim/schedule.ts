@@ -14,6 +14,7 @@
  */
 
 export interface ScheduleOptions {
+  /** The learning rate the schedule starts from (after warm-up). */
   baseLr: number;
   /** Length of the schedule (torch's T_max when there is no warm-up). */
   epochs: number;

@@ -43,7 +43,9 @@ function checkedHyper(hyper: SgdHyper): SgdHyper {
   return hyper;
 }
 
+/** torch.optim.SGD: momentum, dampening, Nesterov and weight decay, one fused kernel per parameter. */
 export class SGD implements Optimizer {
+  /** The parameters it updates. */
   readonly params: readonly Tensor[];
   lr: number;
   #hyper: SgdHyper;
@@ -51,6 +53,7 @@ export class SGD implements Optimizer {
   /** Holds the momentum buffers; with momentum 0 none is ever created (torch keeps None). */
   readonly #state: ParameterState;
 
+  /** SGD over `params`. */
   constructor(params: Tensor[], options: SgdOptions) {
     checkHyper(KIND, "lr", options.lr);
     this.#hyper = checkedHyper({
@@ -87,6 +90,7 @@ export class SGD implements Optimizer {
     zeroGradients(this.params);
   }
 
+  /** The state, read back from the GPU: momentum_buffer per parameter. */
   async exportState(): Promise<OptimizerState> {
     return {
       kind: KIND,

@@ -16,17 +16,23 @@ const HARD = 2;
 const SOFT = 3;
 const HEADS = 4;
 
+/** Loss and accuracy means over the samples since the last reset. */
 export interface MetricsSnapshot {
+  /** Samples counted. */
   samples: number;
   /** Means over the samples since the last reset. */
   loss: number;
+  /** Mean hard (cross-entropy) part. */
   hard: number;
+  /** Mean soft (mutual KL) part. */
   soft: number;
   /** Index 0: the SNN; 1..N: the surrogate modules. Fractions in [0, 1]. */
   top1: number[];
+  /** Top-5 accuracy, as top1. */
   top5: number[];
 }
 
+/** Sums of loss and accuracy per head, kept on the GPU and read only when asked. */
 export class MetricsAccumulator {
   readonly #stats: Tensor;
   readonly #heads: number;
@@ -57,6 +63,7 @@ export class MetricsAccumulator {
     dispatch(addConstantKernel(COUNT, batchSize), [stats], [1]);
   }
 
+  /** The means so far (one readback). */
   async read(): Promise<MetricsSnapshot> {
     const s = await this.#stats.readFloat();
     const n = s[COUNT] || 1;
@@ -77,11 +84,13 @@ export class MetricsAccumulator {
     dispatch(kernel, [this.#stats.buffer, other.#stats.buffer], kernel.workgroups);
   }
 
+  /** Starts a new window. */
   reset(): void {
     const kernel = fillKernel(this.#stats.size, 0);
     dispatch(kernel, [this.#stats.buffer], kernel.workgroups);
   }
 
+  /** Frees the GPU sums. */
   dispose(): void {
     this.#stats.dispose();
   }

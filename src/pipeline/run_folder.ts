@@ -6,20 +6,31 @@ import { join } from "node:path";
 import { writeFileAtomic } from "../io/atomic.ts";
 import { heatmap, lineChart, type Series } from "./plots.ts";
 
+/** Loss and accuracy of the SNN and its modules. */
 export interface HeadMetrics {
+  /** Mean total loss. */
   loss: number;
+  /** Mean hard (cross-entropy) part. */
   hard: number;
+  /** Mean soft (mutual KL) part. */
   soft: number;
   /** Index 0: the SNN; then each surrogate module. Percentages. */
   top1: number[];
+  /** Top-5 accuracy, as top1. */
   top5: number[];
 }
 
+/** A metrics.jsonl record of a logged training step. */
 export interface StepRecord extends HeadMetrics {
+  /** Record kind. */
   type: "step";
+  /** Epoch (0-based). */
   epoch: number;
+  /** Optimizer steps so far. */
   step: number;
+  /** Learning rate of the step. */
   lr: number;
+  /** Training throughput since the last log step. */
   imagesPerSecond: number;
   /**
    * Mean firing rate per LIF layer, by its module path (`layer1.0.lif1`), recorded during the logged step
@@ -28,47 +39,67 @@ export interface StepRecord extends HeadMetrics {
   firingRates: Record<string, number>;
   /** Under mixed precision: the loss scale after this step, and the updates skipped so far (overflow). */
   lossScale?: number;
+  /** Updates skipped so far for a non-finite gradient. */
   skippedSteps?: number;
 }
 
+/** A metrics.jsonl record of a finished epoch. */
 export interface EpochRecord {
+  /** Record kind. */
   type: "epoch";
+  /** Epoch (0-based). */
   epoch: number;
+  /** Optimizer steps so far. */
   step: number;
+  /** Learning rate of the epoch. */
   lr: number;
+  /** Wall time of the epoch. */
   seconds: number;
+  /** Means over the epoch's training steps. */
   train: HeadMetrics;
+  /** Evaluation on the test split; null when it did not run. */
   test: HeadMetrics | null;
   /** Test firing rate per LIF layer, named as in StepRecord; empty without a test set. */
   firingRates: Record<string, number>;
   /** Per test sample, all time steps, SNN only. */
   synapticOps?: number;
+  /** Multiply-accumulates per test sample, all time steps. */
   macs?: number;
+  /** Energy estimate per test sample. */
   energyMicrojoules?: number;
 }
 
 /** Why a run stopped early: written to metrics.jsonl and, alone, to diagnostic.json. */
 export interface FaultRecord {
+  /** Record kind. */
   type: "fault";
+  /** What went wrong. */
   kind: "non-finite";
   /** The step that produced the first non-finite value (for a loss alone: the step it was noticed). */
   step: number;
+  /** Epoch (0-based). */
   epoch: number;
   /** Means over the steps read when it was found; "NaN" or "Infinity" where JSON has no number. */
   loss: Record<"loss" | "hard" | "soft", number | string>;
   /** The state-dict key (or optimizer slot) that first went non-finite; null when only the loss did. */
   parameter: string | null;
+  /** Whether the parameter's gradient or its value went non-finite. */
   part: "gradient" | "value" | null;
   /** The last good checkpoint, left as it was; null when none was written yet. */
   checkpoint: string | null;
+  /** The message the run stopped with. */
   message: string;
 }
 
+/** Any metrics.jsonl record. */
 export type MetricsRecord = StepRecord | EpochRecord | FaultRecord;
 
+/** A run's folder: config.json, metrics.jsonl, checkpoints/ and plots/. */
 export class RunFolder {
+  /** The folder at `path` (not created). */
   constructor(readonly path: string) {}
 
+  /** Creates the folder and its subfolders at `path`. */
   static async create(path: string): Promise<RunFolder> {
     try {
       await Deno.mkdir(join(path, "checkpoints"), { recursive: true });
@@ -86,14 +117,17 @@ export class RunFolder {
     return new RunFolder(path);
   }
 
+  /** metrics.jsonl. */
   get metricsPath(): string {
     return join(this.path, "metrics.jsonl");
   }
 
+  /** checkpoints/latest.ckpt or checkpoints/best.ckpt. */
   checkpointPath(which: "latest" | "best"): string {
     return join(this.path, "checkpoints", `${which}.ckpt`);
   }
 
+  /** Writes config.json. */
   async writeConfig(config: Record<string, unknown>): Promise<void> {
     await writeFileAtomic(
       join(this.path, "config.json"),
@@ -101,14 +135,17 @@ export class RunFolder {
     );
   }
 
+  /** diagnostic.json, written when a run stops on a fault. */
   get diagnosticPath(): string {
     return join(this.path, "diagnostic.json");
   }
 
+  /** Appends one record to metrics.jsonl. */
   async append(record: MetricsRecord): Promise<void> {
     await Deno.writeTextFile(this.metricsPath, JSON.stringify(record) + "\n", { append: true });
   }
 
+  /** Every record of metrics.jsonl. */
   async readRecords(): Promise<MetricsRecord[]> {
     let text: string;
     try {

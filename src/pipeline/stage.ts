@@ -11,6 +11,7 @@ import type { HostBatch } from "./train_step.ts";
 
 /** Where batches come from: one epoch at a time, in a reproducible order. */
 export interface BatchSource {
+  /** Classes of the labels. */
   readonly numClasses: number;
   /** Samples in the split. */
   readonly length: number;

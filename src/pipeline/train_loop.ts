@@ -23,9 +23,13 @@ import type { BatchSource } from "./stage.ts";
 import { captureCheckpoint, type Progress, type StateSources } from "./training_state.ts";
 import { evalStep, trainStep } from "./train_step.ts";
 
+/** How the loop trains, logs, evaluates and checkpoints. */
 export interface LoopOptions {
+  /** Epochs in total. */
   epochs: number;
+  /** Learning-rate schedule. */
   schedule: ScheduleOptions;
+  /** SML loss weights. */
   loss: SmlLossOptions;
   /** Read metrics and log every this many steps. */
   logEvery: number;
@@ -39,31 +43,49 @@ export interface LoopOptions {
 
 /** What the loop reports as it goes; the CLI renders it as a progress bar or plain lines. */
 export interface LoopObserver {
+  /** An epoch starts with `batches` batches at learning rate `lr`. */
   epochStart?(epoch: number, batches: number, lr: number): void;
+  /** A logged step. */
   step?(record: StepRecord, batchInEpoch: number, batches: number): void;
+  /** An epoch ended (with the evaluation's activity, when it ran). */
   epochEnd?(record: EpochRecord, activity: ActivityReport | null): void;
+  /** A checkpoint was written to `path`. */
   checkpoint?(path: string): void;
 }
 
+/** Everything a training run needs. */
 export interface TrainingRun {
+  /** The model to train. */
   model: SpikingModel;
+  /** Its optimizer. */
   optimizer: Optimizer;
+  /** Training batches. */
   train: BatchSource;
+  /** Test batches, or null for no evaluation. */
   test: BatchSource | null;
+  /** Where metrics and checkpoints go. */
   folder: RunFolder;
+  /** What checkpoints hold. */
   state: StateSources;
+  /** Loop settings. */
   options: LoopOptions;
   /** Where to start (a fresh run: epoch 0, step 0). */
   start: Progress;
   /** Mixed precision (f16 convolutions) with this loss scaler; also in `state`, for checkpoints. */
   scaler?: GradScaler;
+  /** Progress reports. */
   observer?: LoopObserver;
 }
 
+/** How a run ended. */
 export interface RunSummary {
+  /** Epochs finished. */
   epochs: number;
+  /** Optimizer steps taken. */
   steps: number;
+  /** Best SNN test top-1 (percent), or -1 without evaluation. */
   bestAccuracy: number;
+  /** The last epoch record. */
   last: EpochRecord | null;
 }
 
@@ -109,6 +131,10 @@ export async function evaluate(
   }
 }
 
+/**
+ * Trains from `run.start` to the last epoch (or `maxSteps`): steps, logs, evaluations and checkpoints; stops
+ * with the last good checkpoint intact on a non-finite value.
+ */
 export async function runTraining(run: TrainingRun): Promise<RunSummary> {
   const { model, optimizer, train, test, folder, options, observer, scaler } = run;
   const progress: Progress = { ...run.start };

@@ -5,7 +5,7 @@
 import type { ForwardResult } from "../models/attachment.ts";
 import type { SpikingModel } from "../models/registry.ts";
 import { copyBuffer } from "../gpu/kernels.ts";
-import { ActivityRecorder } from "../nn/activity.ts";
+import type { ActivityRecorder } from "../nn/activity.ts";
 import { autocast } from "../ops/autocast.ts";
 import type { GradScaler } from "../optim/grad_scaler.ts";
 import type { Optimizer } from "../optim/optimizer.ts";
@@ -19,14 +19,19 @@ import type { MetricsAccumulator } from "./metrics.ts";
 export interface HostBatch {
   /** (B, C, H, W) images or (T, B, C, H, W) event frames, row-major. */
   data: Float32Array;
+  /** Shape of `data`. */
   shape: number[];
+  /** Class index of each sample. */
   labels: Int32Array;
 }
 
 /** A batch on the GPU. */
 export interface DeviceBatch {
+  /** The input tensor. */
   input: Tensor;
+  /** Labels (B), i32. */
   labels: Tensor;
+  /** Samples in the batch. */
   size: number;
 }
 
@@ -44,10 +49,15 @@ export function upload(batch: HostBatch): DeviceBatch {
   };
 }
 
+/** What a training step works with. */
 export interface TrainStepContext {
+  /** The model. */
   model: SpikingModel;
+  /** Its optimizer. */
   optimizer: Optimizer;
+  /** SML loss weights. */
   loss: SmlLossOptions;
+  /** Where the step's loss and accuracy accumulate. */
   metrics: MetricsAccumulator;
   /** When set, this step also records layer activity (firing rates) into it. */
   activity?: ActivityRecorder;

@@ -12,6 +12,7 @@ import type { Module } from "../nn/module.ts";
 import type { GradScaler } from "../optim/grad_scaler.ts";
 import type { Optimizer } from "../optim/optimizer.ts";
 
+/** Where a run stands, as a checkpoint records it. */
 export interface Progress {
   /** Epoch in progress (0-based). */
   epoch: number;
@@ -19,14 +20,21 @@ export interface Progress {
   step: number;
   /** Batches of `epoch` already trained (0 at an epoch boundary). */
   batchInEpoch: number;
+  /** Best SNN test top-1 so far (percent), or -1. */
   bestAccuracy: number;
 }
 
+/** What a checkpoint captures and restores. */
 export interface StateSources {
+  /** The model's registry name. */
   modelName: string;
+  /** The options it was built with. */
   modelOptions: Record<string, unknown>;
+  /** The model. */
   model: Module;
+  /** Its optimizer. */
   optimizer: Optimizer;
+  /** The run configuration (flags), stored for reference. */
   config: Record<string, unknown>;
   /** Seed of the data order and augmentation. */
   seed: number;
@@ -34,6 +42,7 @@ export interface StateSources {
   scaler?: GradScaler;
 }
 
+/** A checkpoint of everything in `sources` at `progress`, read back from the GPU. */
 export async function captureCheckpoint(sources: StateSources, progress: Progress): Promise<Checkpoint> {
   const weights: Record<string, StoredArray> = {};
   for (const [name, array] of await stateDict(sources.model)) {

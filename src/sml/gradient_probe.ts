@@ -13,14 +13,19 @@ import { map } from "../ops/elementwise.ts";
 import type { AttachmentTaps, ForwardResult } from "../models/attachment.ts";
 import { smlLoss, type SmlLossOptions } from "./loss.ts";
 
+/** What the probe needs of a model. */
 export interface ProbedModel {
+  /** Forward with taps at the attachment points. */
   forward(input: Tensor, taps?: AttachmentTaps): ForwardResult;
+  /** Every parameter. */
   parameters(): Tensor[];
 }
 
+/** The gradient at one attachment point, split by path. */
 export interface PointReport {
   /** 1-based unit (block or layer) number. */
   unit: number;
+  /** Norm of the gradient arriving through the rest of the SNN. */
   snnNorm: number;
   /** Null for a model without a module at this point. */
   moduleNorm: number | null;
@@ -30,8 +35,11 @@ export interface PointReport {
   totalNorm: number;
 }
 
+/** The probe's result for one batch. */
 export interface ProbeReport {
+  /** The batch's loss. */
   loss: number;
+  /** One report per attachment point. */
   points: PointReport[];
 }
 
@@ -111,6 +119,7 @@ export async function probeGradients(
   return { loss: lossValue, points };
 }
 
+/** The report as a table under `title`. */
 export function formatProbeReport(title: string, report: ProbeReport): string {
   const lines = [
     `${title} (loss ${report.loss.toFixed(4)})`,

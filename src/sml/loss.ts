@@ -2,6 +2,7 @@
 import { crossEntropy, temperatureKl, weightedSum } from "../ops/loss.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 
+/** SML loss weights (SPEC §6). */
 export interface SmlLossOptions {
   /** Distillation temperature tau_d (default 3). */
   temperature?: number;
@@ -11,7 +12,9 @@ export interface SmlLossOptions {
   lambda?: number;
 }
 
+/** The SML loss and its parts, each a scalar tensor. */
 export interface SmlLoss {
+  /** lambda * soft + (1 - lambda) * hard, what training minimises. */
   loss: Tensor;
   /** (CE(y0) + alpha * sum CE(yi)) / (N alpha + 1); equals CE(y0) with no modules. */
   hard: Tensor;
@@ -19,6 +22,7 @@ export interface SmlLoss {
   soft: Tensor | null;
 }
 
+/** The paper's loss weights. */
 export const SML_DEFAULTS = { temperature: 3, alpha: 0.5, lambda: 0.9 } as const;
 
 /**

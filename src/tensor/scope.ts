@@ -4,9 +4,11 @@
  */
 import type { Tensor } from "./tensor.ts";
 
+/** Owns the tensors created while it is active, and disposes them at once. */
 export class Scope {
   readonly #tensors = new Set<Tensor>();
 
+  /** Takes ownership of `tensor`; called when a tensor is created in this scope. */
   track(tensor: Tensor): void {
     this.#tensors.add(tensor);
   }
@@ -32,6 +34,7 @@ export class Scope {
     }
   }
 
+  /** Tensors this scope owns now. */
   get trackedCount(): number {
     return this.#tensors.size;
   }

@@ -11,12 +11,17 @@ import { Tensor } from "./tensor.ts";
 /** Gradients of the inputs, in input order; null where an input needs none. */
 export type Backward = (gradOutput: Tensor) => readonly (Tensor | null)[];
 
-interface Entry {
+/** One recorded op. */
+export interface Entry {
+  /** The op's inputs. */
   inputs: readonly Tensor[];
+  /** Its output. */
   output: Tensor;
+  /** Its backward. */
   backward: Backward;
 }
 
+/** How backward runs. */
 export interface BackwardOptions {
   /**
    * Dispose each op's forward tensors (its output and what it made on the way) as soon as its backward
@@ -26,6 +31,7 @@ export interface BackwardOptions {
   freeForward?: boolean;
 }
 
+/** A scope that also records the ops run in it, so that `backward` can compute gradients in reverse. */
 export class Tape extends Scope {
   readonly #entries: Entry[] = [];
   /**
@@ -34,6 +40,7 @@ export class Tape extends Scope {
    */
   #madeBefore: Tensor[][] = [];
 
+  /** Takes ownership of `tensor` and notes which op made it. */
   override track(tensor: Tensor): void {
     super.track(tensor);
     (this.#madeBefore[this.#entries.length] ??= []).push(tensor);
@@ -44,6 +51,7 @@ export class Tape extends Scope {
     this.#entries.push(entry);
   }
 
+  /** Ops recorded. */
   get length(): number {
     return this.#entries.length;
   }
@@ -117,6 +125,7 @@ export class Tape extends Scope {
     }
   }
 
+  /** Forgets the recorded ops and disposes the tensors it owns. */
   override dispose(): void {
     this.#entries.length = 0;
     this.#madeBefore = [];

@@ -7,8 +7,10 @@ import { acquireBuffer, releaseBuffer } from "../gpu/pool.ts";
 import { readBuffer, writeBuffer } from "../gpu/kernels.ts";
 import { currentScope } from "./scope.ts";
 
+/** Element types of tensors. */
 export type DType = "f32" | "f16" | "i32" | "u32";
 
+/** Host arrays a tensor uploads from or reads into (Uint16Array holds f16 bits). */
 export type TensorData = Float32Array | Int32Array | Uint32Array | Uint16Array;
 
 const BYTES: Record<DType, number> = { f32: 4, f16: 2, i32: 4, u32: 4 };
@@ -41,12 +43,17 @@ export interface TensorOptions {
   requiresGrad?: boolean;
 }
 
+/** An n-dimensional array in a GPU buffer from the pool, owned by the scope it was created in. */
 export class Tensor {
+  /** Dimensions, outermost first. */
   readonly shape: readonly number[];
+  /** Element type. */
   readonly dtype: DType;
+  /** Name, for messages and profiles. */
   readonly name: string;
   /** Leaf tensors with requiresGrad accumulate into `grad` during backward; others pass gradients on. */
   requiresGrad: boolean;
+  /** The accumulated gradient of a leaf tensor after backward, else null. */
   grad: Tensor | null = null;
   /** True for tensors produced by a recorded op (not leaves). */
   hasCreator = false;
@@ -101,19 +108,23 @@ export class Tensor {
     return tensor;
   }
 
+  /** The GPU buffer; throws after dispose. */
   get buffer(): GPUBuffer {
     if (!this.#storage) throw new Error(`spikegpu: tensor ${this.name} was used after dispose`);
     return this.#storage.buffer;
   }
 
+  /** Number of elements. */
   get size(): number {
     return numel(this.shape);
   }
 
+  /** Bytes of the elements. */
   get byteLength(): number {
     return this.size * BYTES[this.dtype];
   }
 
+  /** True once disposed. */
   get disposed(): boolean {
     return this.#storage === null;
   }

@@ -8,6 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 import { gpu, initGpu, throwIfGpuFailed } from "../../src/gpu/device.ts";
 import { synchronize, writeBuffer } from "../../src/gpu/kernels.ts";
 import { createTensorBuffer } from "../../src/gpu/pool.ts";
@@ -263,13 +264,31 @@ Deno.test("faults: out of GPU memory names the tensor and suggests a smaller --b
   assert.doesNotThrow(() => throwIfGpuFailed(), "reported once");
 });
 
+/** The Deno binary and src/io/atomic.ts a child runs: the checkout's own, or copies staged for nobody. */
+interface ChildFiles {
+  deno: string;
+  atomic: string;
+  /** The child's working directory. */
+  cwd?: string;
+}
+
+const CHECKOUT_FILES: ChildFiles = {
+  deno: Deno.execPath(),
+  atomic: new URL("../../src/io/atomic.ts", import.meta.url).href,
+};
+
 /**
  * Runs writeFileAtomic(path, size bytes of 7) in a child shell after `setup`, prefixing the command with
  * `prefix`; returns its output.
  */
-async function writeInChild(setup: string, path: string, size: number, prefix = ""): Promise<string> {
-  const atomic = new URL("../../src/io/atomic.ts", import.meta.url).href;
-  const script = `import { writeFileAtomic } from "${atomic}";
+async function writeInChild(
+  setup: string,
+  path: string,
+  size: number,
+  prefix = "",
+  files: ChildFiles = CHECKOUT_FILES,
+): Promise<string> {
+  const script = `import { writeFileAtomic } from "${files.atomic}";
     try {
       await writeFileAtomic(${JSON.stringify(path)}, new Uint8Array(${size}).fill(7));
       console.log("written");
@@ -277,11 +296,32 @@ async function writeInChild(setup: string, path: string, size: number, prefix = 
       console.log(error.message);
     }`;
   const { stdout, stderr } = await new Deno.Command("bash", {
-    args: ["-c", `${setup}; exec ${prefix} "$0" eval --ext=ts "$1"`, Deno.execPath(), script],
+    args: ["-c", `${setup}; exec ${prefix} "$0" eval --ext=ts "$1"`, files.deno, script],
+    cwd: files.cwd,
     stdout: "piped",
     stderr: "piped",
   }).output();
   return new TextDecoder().decode(stdout) + new TextDecoder().decode(stderr);
+}
+
+/**
+ * Copies what the child run as user nobody needs into `dir` (mode 755), since nobody may not reach the
+ * checkout or the Deno binary: a clone in /root or in a `mktemp -d` folder is mode 700. The binary is
+ * hard-linked (copied across file systems); src/io/atomic.ts imports only node: modules, so it runs alone.
+ */
+async function stageForNobody(dir: string): Promise<ChildFiles> {
+  await Deno.chmod(dir, 0o755);
+  const deno = join(dir, "deno");
+  try {
+    await Deno.link(Deno.execPath(), deno);
+  } catch {
+    await Deno.copyFile(Deno.execPath(), deno);
+    await Deno.chmod(deno, 0o755);
+  }
+  const atomic = join(dir, "atomic.ts");
+  await Deno.copyFile(new URL("../../src/io/atomic.ts", import.meta.url), atomic);
+  await Deno.chmod(atomic, 0o644);
+  return { deno, atomic: pathToFileURL(atomic).href, cwd: dir };
 }
 
 async function filesIn(folder: string): Promise<string[]> {
@@ -312,6 +352,7 @@ Deno.test({
   async fn() {
     const folder = await Deno.makeTempDir({ prefix: "spikegpu-readonly-" });
     const denoDir = await Deno.makeTempDir({ prefix: "spikegpu-deno-dir-" });
+    const staged = await Deno.makeTempDir({ prefix: "spikegpu-nobody-" });
     const path = join(folder, "latest.ckpt");
     const previous = new TextEncoder().encode("the previous checkpoint");
     await Deno.writeFile(path, previous);
@@ -321,7 +362,8 @@ Deno.test({
       ? `${SETPRIV} --reuid=65534 --regid=65534 --clear-groups env DENO_DIR=${denoDir}`
       : "";
     try {
-      const out = await writeInChild("true", path, 1024, prefix);
+      const files = asRoot ? await stageForNobody(staged) : CHECKOUT_FILES;
+      const out = await writeInChild("true", path, 1024, prefix, files);
       assert.match(
         out,
         /cannot write .*latest\.ckpt: Permission denied.*any previous latest\.ckpt is untouched/,
@@ -332,6 +374,7 @@ Deno.test({
       await Deno.chmod(folder, 0o755);
       await Deno.remove(folder, { recursive: true });
       await Deno.remove(denoDir, { recursive: true });
+      await Deno.remove(staged, { recursive: true });
     }
   },
 });
