@@ -1,5 +1,5 @@
 /** CIFAR-10/100 with the reference settings (SPEC §7): AdamW 0.01, wd 0.02, cosine over 300 epochs. */
-import type { RunConfig } from "../src/cli/config.ts";
+import type { RunConfig } from "../src/pipeline/config.ts";
 import { type Preset, REFERENCE_TRAINING } from "./preset.ts";
 
 const reference: Partial<RunConfig> = {

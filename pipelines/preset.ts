@@ -1,5 +1,5 @@
 /** A named set of defaults for one data set and model, as the paper trained it. */
-import type { RunConfig } from "../src/cli/config.ts";
+import type { RunConfig } from "../src/pipeline/config.ts";
 
 export interface Preset {
   description: string;

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { DEFAULTS, helpText, parseConfig } from "../src/cli/config.ts";
+import { helpText, parseConfig } from "../src/cli/config.ts";
+import { DEFAULTS } from "../src/pipeline/config.ts";
 import { PRESETS } from "../pipelines/presets.ts";
 
 Deno.test("config: no flags gives the embedded MNIST default with two surrogate modules", () => {

@@ -15,7 +15,8 @@ import { openSources } from "../pipeline/sources.ts";
 import { evaluate, runTraining } from "../pipeline/train_loop.ts";
 import { restoreCheckpoint, type StateSources } from "../pipeline/training_state.ts";
 import { runProbe } from "./probe.ts";
-import { helpText, parseConfig, type RunConfig } from "./config.ts";
+import { helpText, parseConfig } from "./config.ts";
+import type { RunConfig } from "../pipeline/config.ts";
 import { ProgressPrinter } from "./progress.ts";
 
 /** The model options a configuration asks for, given the data's classes and channels. */

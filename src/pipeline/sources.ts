@@ -2,7 +2,7 @@
  * The source stage for the CLI: the configured data set's train and test splits behind DataLoaders
  * (shuffled from the seed, augmentation in workers), optionally limited to their first samples.
  */
-import type { RunConfig } from "../cli/config.ts";
+import type { RunConfig } from "./config.ts";
 import type { AugmentSetting } from "../data/augment.ts";
 import type { Dataset, DatasetOptions } from "../data/dataset.ts";
 import { DataLoader } from "../data/loader.ts";
