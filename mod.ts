@@ -55,7 +55,8 @@ export type { SmlLoss, SmlLossOptions } from "./src/sml/loss.ts";
 export { formatProbeReport, probeGradients } from "./src/sml/gradient_probe.ts";
 
 // Optimisation
-export { createOptimizer } from "./src/optim/optimizer.ts";
+export { createOptimizer, OPTIMIZER_NAMES } from "./src/optim/registry.ts";
+export type { OptimizerKind } from "./src/optim/registry.ts";
 export type { Optimizer, OptimizerOptions, OptimizerState } from "./src/optim/optimizer.ts";
 export { SGD } from "./src/optim/sgd.ts";
 export { Adam, AdamW } from "./src/optim/adam.ts";

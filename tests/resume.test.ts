@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { Rng } from "../src/data/rng.ts";
 import { decodeCheckpoint, encodeCheckpoint } from "../src/io/checkpoint.ts";
 import { createModel, type ModelOptions } from "../src/models/registry.ts";
-import { createOptimizer } from "../src/optim/optimizer.ts";
+import { createOptimizer } from "../src/optim/registry.ts";
 import { MetricsAccumulator } from "../src/pipeline/metrics.ts";
 import { captureCheckpoint, restoreCheckpoint, type StateSources } from "../src/pipeline/training_state.ts";
 import { type HostBatch, trainStep } from "../src/pipeline/train_step.ts";

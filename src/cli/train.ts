@@ -9,7 +9,7 @@ import { readCheckpoint } from "../io/checkpoint.ts";
 import { loadSafetensors, saveSafetensors } from "../io/state_dict.ts";
 import { createModel, type ModelOptions, type SpikingModel } from "../models/registry.ts";
 import { GradScaler } from "../optim/grad_scaler.ts";
-import { createOptimizer } from "../optim/optimizer.ts";
+import { createOptimizer } from "../optim/registry.ts";
 import { RunFolder } from "../pipeline/run_folder.ts";
 import { openSources } from "../pipeline/sources.ts";
 import { evaluate, runTraining } from "../pipeline/train_loop.ts";

@@ -5,6 +5,7 @@
  * the CLI maps each entry to a flag (src/cli/config.ts). Bad values stop here, before any work.
  */
 import { MODEL_NAMES } from "../models/registry.ts";
+import { OPTIMIZER_NAMES } from "../optim/registry.ts";
 import {
   Expected,
   kernelGroups,
@@ -57,7 +58,7 @@ export const OPTIONS = {
   batchSize: option("batch-size", wholeNumber(1), 32, "samples per step"),
   epochs: option("epochs", wholeNumber(1), 4, "training epochs"),
   lr: option("lr", real(Number.MIN_VALUE), 0.01, "base learning rate"),
-  optimizer: option("optimizer", oneOf(["sgd", "adam", "adamw"] as const), "adamw", "sgd|adam|adamw"),
+  optimizer: option("optimizer", oneOf(OPTIMIZER_NAMES), "adamw", OPTIMIZER_NAMES.join("|")),
   momentum: option("momentum", real(0, 1), 0.9, "SGD momentum"),
   weightDecay: option("weight-decay", real(0), 0.02, "weight decay (decoupled for adamw)"),
   schedule: option("schedule", oneOf(["cosine", "none"] as const), "cosine", "cosine|none (per epoch)"),

@@ -23,7 +23,7 @@ import {
 } from "../../src/io/checkpoint.ts";
 import { stateDict } from "../../src/io/state_dict.ts";
 import { createModel } from "../../src/models/registry.ts";
-import { createOptimizer } from "../../src/optim/optimizer.ts";
+import { createOptimizer } from "../../src/optim/registry.ts";
 import {
   captureCheckpoint,
   restoreCheckpoint,
