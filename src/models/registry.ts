@@ -1,27 +1,9 @@
 /** Models by name, so the CLI and user scripts build them from a string. */
-import type { LifOptions } from "../ops/lif.ts";
+import type { ModelOptions, SpikingModel } from "./model.ts";
 import { type ResNetArch, SpikingResNet } from "./spiking_resnet.ts";
-import type { SurrogateConfig } from "./attachment.ts";
 import { PlainSpikingCnn } from "./plain_cnn.ts";
 
-export interface ModelOptions {
-  numClasses: number;
-  T: number;
-  inChannels?: number;
-  imagenetStem?: boolean;
-  /** The SML surrogate modules to attach (none when absent). */
-  modules?: SurrogateConfig;
-  lif?: Omit<LifOptions, "T">;
-  seed?: number;
-  /** Extra 128-channel layers of the `plain` network (the paper's Fig. 2 depth). */
-  depth?: number;
-  /** Channel widths of the `plain` network's first three layers (default 64, 64, 128). */
-  widths?: readonly number[];
-  /** Stem width of a spiking ResNet; stages scale with it (default 64, the published network). */
-  width?: number;
-}
-
-export type SpikingModel = SpikingResNet | PlainSpikingCnn;
+export type { ModelOptions, SpikingModel };
 
 const BUILDERS: Record<string, (options: ModelOptions) => SpikingModel> = {
   resnet18: (o) => resnet("resnet18", o),
