@@ -8,7 +8,16 @@ export interface Sample {
   label: number;
 }
 
-export type DatasetName = "mnist" | "cifar10" | "cifar100" | "imagenet" | "es-imagenet" | "cifar10-dvs";
+/** The data sets createDataset opens by name (registry.ts holds how each opens). */
+export const DATASET_NAMES = [
+  "mnist",
+  "cifar10",
+  "cifar100",
+  "imagenet",
+  "es-imagenet",
+  "cifar10-dvs",
+] as const;
+export type DatasetName = typeof DATASET_NAMES[number];
 export type Split = "train" | "test";
 
 /** Options for createDataset. Fields a data set does not use are ignored. Plain data, so workers can rebuild it. */
@@ -109,8 +118,4 @@ export function filesIn(path: string, accept: (name: string) => boolean): string
   const names: string[] = [];
   for (const entry of Deno.readDirSync(path)) if (entry.isFile && accept(entry.name)) names.push(entry.name);
   return names.sort();
-}
-
-export function joinPath(...parts: string[]): string {
-  return parts.filter((p) => p.length > 0).join("/").replace(/\/+/g, "/");
 }

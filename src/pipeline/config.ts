@@ -4,6 +4,7 @@
  * options. `RunConfig` and `DEFAULTS` are derived from the table, so adding an option is one entry here;
  * the CLI maps each entry to a flag (src/cli/config.ts). Bad values stop here, before any work.
  */
+import { DATASET_NAMES } from "../data/dataset.ts";
 import { MODEL_NAMES } from "../models/registry.ts";
 import { OPTIMIZER_NAMES } from "../optim/registry.ts";
 import {
@@ -19,8 +20,6 @@ import {
   wholeNumber,
 } from "./option_kinds.ts";
 
-export const DATASETS = ["mnist", "cifar10", "cifar100", "imagenet", "es-imagenet", "cifar10-dvs"] as const;
-export type DatasetName = typeof DATASETS[number];
 export const AUGMENTS = ["none", "standard", "autoaugment", "cutout"] as const;
 export type Augment = typeof AUGMENTS[number];
 
@@ -47,7 +46,7 @@ function option<T>(flag: string, kind: OptionKind<T>, defaultValue: T, help: str
 export const OPTIONS = {
   /** The pipeline the other values start from (checked against the pipelines by the CLI). */
   preset: option("preset", text, "mnist", "hyperparameter preset"),
-  dataset: option("dataset", oneOf(DATASETS), "mnist", DATASETS.join("|")),
+  dataset: option("dataset", oneOf(DATASET_NAMES), "mnist", DATASET_NAMES.join("|")),
   dataDir: option("data-dir", text, "", "data set root folder (not needed for mnist)"),
   model: option("model", oneOf(MODEL_NAMES), "resnet18", MODEL_NAMES.join("|")),
   /** ResNet stem width (64 = published) or plain-CNN first width. */

@@ -6,7 +6,7 @@ import type { RunConfig } from "./config.ts";
 import type { AugmentSetting } from "../data/augment.ts";
 import type { Dataset, DatasetOptions } from "../data/dataset.ts";
 import { DataLoader } from "../data/loader.ts";
-import { createDataset } from "../data/registry.ts";
+import { createDataset, isEventDataset } from "../data/registry.ts";
 import type { Rng } from "../data/rng.ts";
 
 export interface Sources {
@@ -44,7 +44,7 @@ export async function openSources(config: RunConfig): Promise<Sources> {
     dataDir: config.dataDir || undefined,
     augment: augmentSetting(config.augment),
   };
-  if (config.dataset === "es-imagenet" || config.dataset === "cifar10-dvs") options.T = config.T;
+  if (isEventDataset(config.dataset)) options.T = config.T;
   const trainSet = firstSamples(
     await createDataset(config.dataset, { ...options, split: "train" }),
     config.trainLimit,
