@@ -78,7 +78,7 @@ export type { Checkpoint } from "./src/io/checkpoint.ts";
 export { compose } from "./src/pipeline/stage.ts";
 export type { BatchSource, Stage } from "./src/pipeline/stage.ts";
 export { evalStep, trainStep, upload } from "./src/pipeline/train_step.ts";
-export type { DeviceBatch, HostBatch, TrainStepContext } from "./src/pipeline/train_step.ts";
+export type { DeviceBatch, EvalStepContext, HostBatch, TrainStepContext } from "./src/pipeline/train_step.ts";
 export { MetricsAccumulator } from "./src/pipeline/metrics.ts";
 export { evaluate, runTraining } from "./src/pipeline/train_loop.ts";
 export type { LoopObserver, LoopOptions, TrainingRun } from "./src/pipeline/train_loop.ts";

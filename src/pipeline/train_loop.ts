@@ -100,7 +100,7 @@ export async function evaluate(
     let full = 0;
     for await (const batch of source.epoch(0)) {
       full ||= batch.labels.length;
-      evalStep(model, batch, metrics, loss, activity, full, half);
+      evalStep({ model, loss, metrics, activity, padTo: full, half }, batch);
     }
     return { metrics: percent(await metrics.read()), activity: await activity.report(model.T) };
   } finally {

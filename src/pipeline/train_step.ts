@@ -88,22 +88,27 @@ export function trainStep(context: TrainStepContext, batch: HostBatch): void {
   }
 }
 
+export interface EvalStepContext {
+  model: SpikingModel;
+  loss: SmlLossOptions;
+  metrics: MetricsAccumulator;
+  /** When set, layer activity (firing rates, synaptic operations) of the real samples accumulates here. */
+  activity?: ActivityRecorder;
+  /** Pad a smaller batch with zero samples to this size (see evalStep); 0: never. */
+  padTo?: number;
+  /** Run the forward under `autocast` (f16 convolutions). */
+  half?: boolean;
+}
+
 /**
  * Evaluation stage: eval-mode forward with the surrogate modules kept (their top-1 is reported), no
  * tape; loss, top-1/top-5 and, when `activity` is given, layer activity accumulate on the GPU. A batch
  * smaller than `padTo` is padded with zero samples to that size, so a test set's last, partial batch
  * runs through the kernels already compiled for full batches (eval mode couples no samples); only the
- * real samples' outputs and activity are counted. `half` runs the forward under `autocast`.
+ * real samples' outputs and activity are counted.
  */
-export function evalStep(
-  model: SpikingModel,
-  batch: HostBatch,
-  metrics: MetricsAccumulator,
-  lossOptions: SmlLossOptions,
-  activity?: ActivityRecorder,
-  padTo = 0,
-  half = false,
-): void {
+export function evalStep(context: EvalStepContext, batch: HostBatch): void {
+  const { model, metrics, activity, padTo = 0, half = false } = context;
   model.eval();
   const scope = new Scope();
   try {
@@ -118,7 +123,7 @@ export function evalStep(
         padded ? leadingRows(head, size) : head
       );
       const realLabels = padded ? leadingRows(labels, size) : labels;
-      const parts = smlLoss(logits, moduleLogits, realLabels, lossOptions);
+      const parts = smlLoss(logits, moduleLogits, realLabels, context.loss);
       metrics.add(size, parts, [logits, ...moduleLogits], realLabels);
     });
   } finally {
