@@ -37,14 +37,19 @@ export { crossEntropy, temperatureKl, weightedSum } from "./src/ops/loss.ts";
 // Layers and models
 export { Module, ModuleList } from "./src/nn/module.ts";
 export { BatchNorm, Conv2d, Lif, Linear } from "./src/nn/layers.ts";
+/** The seeded generator layers initialise their weights from, one stream per (seed, parameter name). */
+export { InitRng } from "./src/nn/init.ts";
 /** Firing rates, synaptic operations and the energy estimate of a forward pass. */
 export { ActivityRecorder, E_AC_PJ, E_MAC_PJ } from "./src/nn/activity.ts";
 /** Build "resnet18", "resnet34", "resnet19" or "plain" by name, with surrogate module options. */
 export { createModel, MODEL_NAMES } from "./src/models/registry.ts";
-export type { ModelOptions, SpikingModel } from "./src/models/registry.ts";
+export type { ModelOptions, SpikingModel } from "./src/models/model.ts";
 export { SpikingResNet } from "./src/models/spiking_resnet.ts";
 export { PlainSpikingCnn } from "./src/models/plain_cnn.ts";
 export { SurrogateModule } from "./src/models/surrogate_module.ts";
+/** Surrogate modules attached after named layers of one's own model (see examples/custom_model.ts). */
+export { NamedAttachments } from "./src/models/named_attachments.ts";
+export type { NamedAttachmentOptions } from "./src/models/named_attachments.ts";
 export type { AttachmentTaps, ForwardResult, SurrogateConfig } from "./src/models/attachment.ts";
 
 // SML
@@ -78,13 +83,48 @@ export type { Checkpoint } from "./src/io/checkpoint.ts";
 export { compose } from "./src/pipeline/stage.ts";
 export type { BatchSource, Stage } from "./src/pipeline/stage.ts";
 export { evalStep, trainStep, upload } from "./src/pipeline/train_step.ts";
-export type { DeviceBatch, EvalStepContext, HostBatch, TrainStepContext } from "./src/pipeline/train_step.ts";
+export type {
+  DeviceBatch,
+  EvalStepContext,
+  HostBatch,
+  LossFunction,
+  LossStage,
+  TrainStepContext,
+} from "./src/pipeline/train_step.ts";
 export { MetricsAccumulator } from "./src/pipeline/metrics.ts";
 export { evaluate, runTraining } from "./src/pipeline/train_loop.ts";
-export type { LoopObserver, LoopOptions, TrainingRun } from "./src/pipeline/train_loop.ts";
+export type { LoopObserver, LoopOptions, RunSummary, TrainingRun } from "./src/pipeline/train_loop.ts";
 export { RunFolder } from "./src/pipeline/run_folder.ts";
 export { captureCheckpoint, restoreCheckpoint } from "./src/pipeline/training_state.ts";
-export { PRESETS } from "./pipelines/presets.ts";
+
+// Pipelines
+/**
+ * Ready pipelines (the paper's presets) a script runs in a line, `await run(cifar10ResNet19, { dataDir,
+ * epochs: 1 })`, and re-composes: `withStages(pipeline, { source, model, loss, optimizer, schedule,
+ * observers })` swaps any stage for one's own.
+ */
+export { prepareRun, run } from "./src/pipeline/run.ts";
+export type { PreparedRun, RunOptions, RunResult } from "./src/pipeline/run.ts";
+export { byName, definePipeline, withConfig, withStages } from "./src/pipeline/pipeline.ts";
+export type { BuiltModel, DataShape, Pipeline, Stages } from "./src/pipeline/pipeline.ts";
+export { CONFIGURED_STAGES, modelOptionsFor } from "./src/pipeline/stages.ts";
+export { openSources } from "./src/pipeline/sources.ts";
+export type { Sources } from "./src/pipeline/sources.ts";
+/** The run configuration: every option with its flag, help, check and default. */
+export { DEFAULTS, OPTIONS, resolveConfig } from "./src/pipeline/config.ts";
+export type { RunConfig, RunOption } from "./src/pipeline/config.ts";
+export {
+  cifar100ResNet18,
+  cifar100ResNet19,
+  cifar10DvsResNet18,
+  cifar10ResNet18,
+  cifar10ResNet19,
+  esImagenetResNet18,
+  imagenetResNet34,
+  mnist,
+  mnistPlain,
+  PIPELINES,
+} from "./pipelines/presets.ts";
 
 // Data
 /** Data sets by name ("mnist" is embedded), the worker-pool loader and the seeded RNG behind them. */
@@ -92,6 +132,8 @@ export { createDataset, DATASET_NAMES } from "./src/data/registry.ts";
 export { DataLoader } from "./src/data/loader.ts";
 export type { Batch, DataLoaderOptions, Dataset, DatasetOptions, Sample } from "./src/data/loader.ts";
 export { Rng } from "./src/data/rng.ts";
+/** Event-frame encoding: events (x, y, polarity, in time order) integrated into T frames of counts. */
+export { integrateFrames } from "./src/data/cifar10_dvs.ts";
 export { augmentFlags } from "./src/data/augment.ts";
 export type { AugmentSetting } from "./src/data/augment.ts";
 

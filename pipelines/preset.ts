@@ -1,11 +1,5 @@
-/** A named set of defaults for one data set and model, as the paper trained it. */
+/** The values the paper's pipelines share. */
 import type { RunConfig } from "../src/pipeline/config.ts";
-
-export interface Preset {
-  description: string;
-  /** Values that replace the embedded defaults; explicit flags replace these. */
-  config: Partial<RunConfig>;
-}
 
 /**
  * What every full-size preset shares with the reference code (SPEC §5, §7): the published stem width,

@@ -1,9 +1,10 @@
 /**
  * The command line of `deno task train`: each entry of the run options (src/pipeline/config.ts) is a
- * flag; `--preset` picks the pipeline whose values replace the defaults, and explicit flags replace those.
+ * flag; `--preset` picks the pipeline (pipelines/) whose values replace the defaults, and explicit flags
+ * replace those.
  */
 import { parseArgs } from "node:util";
-import { PRESETS } from "../../pipelines/presets.ts";
+import { PIPELINES } from "../../pipelines/presets.ts";
 import { DEFAULTS, OPTIONS, readOption, resolveConfig, type RunConfig } from "../pipeline/config.ts";
 
 interface FlagSpec {
@@ -19,15 +20,18 @@ export const FLAGS: Record<string, FlagSpec> = Object.fromEntries(
     {
       key: key as keyof RunConfig,
       type: spec.kind.flag,
-      help: key === "preset" ? `${spec.help}: ${Object.keys(PRESETS).join(", ")}` : spec.help,
+      help: key === "preset" ? `${spec.help}: ${Object.keys(PIPELINES).join(", ")}` : spec.help,
     },
   ]),
 );
 
-/** Parses argv into a validated config: preset defaults, then explicit flags. */
+/**
+ * Parses argv into a validated config (the preset's values, then explicit flags) and the explicit flags'
+ * values alone (`overrides`, what `run` takes on top of the pipeline).
+ */
 export function parseConfig(
   args: string[],
-): { config: RunConfig; explicit: Set<keyof RunConfig>; help: boolean } {
+): { config: RunConfig; overrides: Partial<RunConfig>; explicit: Set<keyof RunConfig>; help: boolean } {
   const options: Record<string, { type: "string" | "boolean" }> = { help: { type: "boolean" } };
   for (const [flag, spec] of Object.entries(FLAGS)) options[flag] = { type: spec.type };
   let parsed: ReturnType<typeof parseArgs>;
@@ -42,18 +46,16 @@ export function parseConfig(
     if (values[flag] !== undefined) flagged[spec.key] = readOption(spec.key, values[flag]);
   }
   const presetName = (flagged.preset as string | undefined) ?? DEFAULTS.preset;
-  if (!(presetName in PRESETS)) {
+  if (!(presetName in PIPELINES)) {
     throw new Error(
-      `--preset: got ${JSON.stringify(presetName)}, expected one of ${Object.keys(PRESETS).join(", ")}`,
+      `--preset: got ${JSON.stringify(presetName)}, expected one of ${Object.keys(PIPELINES).join(", ")}`,
     );
   }
-  const config = resolveConfig(
-    PRESETS[presetName].config,
-    { preset: presetName },
-    flagged as Partial<RunConfig>,
-  );
+  const overrides = flagged as Partial<RunConfig>;
+  const config = resolveConfig(PIPELINES[presetName].config, { preset: presetName }, overrides);
   return {
     config,
+    overrides,
     explicit: new Set(Object.keys(flagged) as (keyof RunConfig)[]),
     help: values.help === true,
   };
@@ -76,7 +78,7 @@ export function helpText(): string {
     lines.push(`  --${flag.padEnd(18)} ${spec.help} (default ${spec.type === "boolean" ? "off" : shown})`);
   }
   lines.push("", "Presets set defaults for a data set and model (explicit flags win):");
-  for (const [name, preset] of Object.entries(PRESETS)) {
+  for (const [name, preset] of Object.entries(PIPELINES)) {
     lines.push(`  ${name.padEnd(22)} ${preset.description}`);
   }
   return lines.join("\n");

@@ -124,7 +124,8 @@ export const DEFAULTS: RunConfig = Object.fromEntries(
 
 /** The option's error: `--flag: got <value>, expected <what>`. */
 export function optionError(key: keyof RunConfig, value: unknown, expected: string): Error {
-  return new Error(`--${OPTIONS[key].flag}: got ${JSON.stringify(value)}, expected ${expected}`);
+  const shown = typeof value === "number" ? String(value) : JSON.stringify(value);
+  return new Error(`--${OPTIONS[key].flag}: got ${shown}, expected ${expected}`);
 }
 
 /** Reads one option's value (flag text or a script's typed value), or throws naming the option. */

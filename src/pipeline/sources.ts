@@ -1,6 +1,6 @@
 /**
- * The source stage for the CLI: the configured data set's train and test splits behind DataLoaders
- * (shuffled from the seed, augmentation in workers), optionally limited to their first samples.
+ * The source stage a configuration builds: the configured data set's train and test splits behind
+ * DataLoaders (shuffled from the seed, augmentation in workers), optionally limited to their first samples.
  */
 import type { RunConfig } from "./config.ts";
 import type { AugmentSetting } from "../data/augment.ts";
@@ -8,10 +8,12 @@ import type { Dataset, DatasetOptions } from "../data/dataset.ts";
 import { DataLoader } from "../data/loader.ts";
 import { createDataset, isEventDataset } from "../data/registry.ts";
 import type { Rng } from "../data/rng.ts";
+import type { BatchSource } from "./stage.ts";
 
+/** What a source stage yields: the batches to train and evaluate on. */
 export interface Sources {
-  train: DataLoader;
-  test: DataLoader | null;
+  train: BatchSource;
+  test: BatchSource | null;
   /** Channels of one input frame: 1 (MNIST), 3 (images) or 2 (event polarities). */
   inChannels: number;
 }

@@ -14,19 +14,18 @@ import { FiniteWatch } from "../optim/finite_check.ts";
 import type { GradScaler } from "../optim/grad_scaler.ts";
 import type { Optimizer } from "../optim/optimizer.ts";
 import { learningRateAt, type ScheduleOptions } from "../optim/schedule.ts";
-import type { SmlLossOptions } from "../sml/loss.ts";
 import { writeFileAtomic } from "../io/atomic.ts";
 import { firstNonFinite, writeCheckpoint } from "../io/checkpoint.ts";
 import { MetricsAccumulator, type MetricsSnapshot } from "./metrics.ts";
 import type { EpochRecord, FaultRecord, HeadMetrics, RunFolder, StepRecord } from "./run_folder.ts";
 import type { BatchSource } from "./stage.ts";
 import { captureCheckpoint, type Progress, type StateSources } from "./training_state.ts";
-import { evalStep, trainStep } from "./train_step.ts";
+import { evalStep, type LossStage, trainStep } from "./train_step.ts";
 
 export interface LoopOptions {
   epochs: number;
   schedule: ScheduleOptions;
-  loss: SmlLossOptions;
+  loss: LossStage;
   /** Read metrics and log every this many steps. */
   logEvery: number;
   /** Evaluate every this many epochs (and after the last). */
@@ -90,7 +89,7 @@ function lifRates(report: ActivityReport | null): Record<string, number> {
 export async function evaluate(
   model: SpikingModel,
   source: BatchSource,
-  loss: SmlLossOptions,
+  loss: LossStage,
   half = false,
 ): Promise<{ metrics: HeadMetrics; activity: ActivityReport }> {
   const metrics = new MetricsAccumulator(1 + model.surrogates.length);

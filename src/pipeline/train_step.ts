@@ -9,7 +9,7 @@ import { ActivityRecorder } from "../nn/activity.ts";
 import { autocast } from "../ops/autocast.ts";
 import type { GradScaler } from "../optim/grad_scaler.ts";
 import type { Optimizer } from "../optim/optimizer.ts";
-import { smlLoss, type SmlLossOptions } from "../sml/loss.ts";
+import { type SmlLoss, smlLoss, type SmlLossOptions } from "../sml/loss.ts";
 import { Scope } from "../tensor/scope.ts";
 import { Tape } from "../tensor/tape.ts";
 import { Tensor } from "../tensor/tensor.ts";
@@ -44,10 +44,27 @@ export function upload(batch: HostBatch): DeviceBatch {
   };
 }
 
+/** A loss of the SNN's and the modules' logits: its `loss` is what backward starts from. */
+export type LossFunction = (logits: Tensor, moduleLogits: readonly Tensor[], labels: Tensor) => SmlLoss;
+
+/** The loss stage: the SML loss with these weights, or the caller's own loss function. */
+export type LossStage = SmlLossOptions | LossFunction;
+
+function lossParts(
+  stage: LossStage,
+  logits: Tensor,
+  moduleLogits: readonly Tensor[],
+  labels: Tensor,
+): SmlLoss {
+  return typeof stage === "function"
+    ? stage(logits, moduleLogits, labels)
+    : smlLoss(logits, moduleLogits, labels, stage);
+}
+
 export interface TrainStepContext {
   model: SpikingModel;
   optimizer: Optimizer;
-  loss: SmlLossOptions;
+  loss: LossStage;
   metrics: MetricsAccumulator;
   /** When set, this step also records layer activity (firing rates) into it. */
   activity?: ActivityRecorder;
@@ -68,7 +85,7 @@ export function trainStep(context: TrainStepContext, batch: HostBatch): void {
       const { input, labels, size } = upload(batch);
       const forward = () => scaler ? autocast(() => model.forward(input)) : model.forward(input);
       const out: ForwardResult = context.activity ? context.activity.run(forward) : forward();
-      const parts = smlLoss(out.logits, out.moduleLogits, labels, context.loss);
+      const parts = lossParts(context.loss, out.logits, out.moduleLogits, labels);
       metrics.add(size, parts, [out.logits, ...out.moduleLogits], labels);
       return parts.loss;
     });
@@ -90,7 +107,7 @@ export function trainStep(context: TrainStepContext, batch: HostBatch): void {
 
 export interface EvalStepContext {
   model: SpikingModel;
-  loss: SmlLossOptions;
+  loss: LossStage;
   metrics: MetricsAccumulator;
   /** When set, layer activity (firing rates, synaptic operations) of the real samples accumulates here. */
   activity?: ActivityRecorder;
@@ -123,7 +140,7 @@ export function evalStep(context: EvalStepContext, batch: HostBatch): void {
         padded ? leadingRows(head, size) : head
       );
       const realLabels = padded ? leadingRows(labels, size) : labels;
-      const parts = smlLoss(logits, moduleLogits, realLabels, context.loss);
+      const parts = lossParts(context.loss, logits, moduleLogits, realLabels);
       metrics.add(size, parts, [logits, ...moduleLogits], realLabels);
     });
   } finally {

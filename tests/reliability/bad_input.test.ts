@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { FLAGS, parseConfig } from "../../src/cli/config.ts";
-import { modelOptionsFor } from "../../src/cli/train.ts";
+import { modelOptionsFor } from "../../src/pipeline/stages.ts";
 import { createDataset } from "../../src/data/registry.ts";
 import type { DatasetName, DatasetOptions } from "../../src/data/dataset.ts";
 import { DataLoader } from "../../src/data/loader.ts";

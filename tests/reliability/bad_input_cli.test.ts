@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { parseConfig } from "../../src/cli/config.ts";
-import { modelOptionsFor } from "../../src/cli/train.ts";
+import { modelOptionsFor } from "../../src/pipeline/stages.ts";
 import { synchronize } from "../../src/gpu/kernels.ts";
 import { type Checkpoint, encodeCheckpoint, restoreArray, storeArray } from "../../src/io/checkpoint.ts";
 import { encodeSafetensors, type NamedArray } from "../../src/io/safetensors.ts";
