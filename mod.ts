@@ -41,6 +41,7 @@ export { BatchNorm, Conv2d, Lif, Linear } from "./src/nn/layers.ts";
 export { InitRng } from "./src/nn/init.ts";
 /** Firing rates, synaptic operations and the energy estimate of a forward pass. */
 export { ActivityRecorder, E_AC_PJ, E_MAC_PJ } from "./src/nn/activity.ts";
+export type { ActivityReport } from "./src/nn/activity.ts";
 /** Build "resnet18", "resnet34", "resnet19" or "plain" by name, with surrogate module options. */
 export { createModel, MODEL_NAMES } from "./src/models/registry.ts";
 export type { ModelOptions, SpikingModel } from "./src/models/model.ts";
@@ -95,7 +96,9 @@ export { MetricsAccumulator } from "./src/pipeline/metrics.ts";
 export { evaluate, runTraining } from "./src/pipeline/train_loop.ts";
 export type { LoopObserver, LoopOptions, RunSummary, TrainingRun } from "./src/pipeline/train_loop.ts";
 export { RunFolder } from "./src/pipeline/run_folder.ts";
+export type { EpochRecord, HeadMetrics, StepRecord } from "./src/pipeline/run_folder.ts";
 export { captureCheckpoint, restoreCheckpoint } from "./src/pipeline/training_state.ts";
+export type { Progress, StateSources } from "./src/pipeline/training_state.ts";
 
 // Pipelines
 /**
@@ -113,6 +116,7 @@ export type { Sources } from "./src/pipeline/sources.ts";
 /** The run configuration: every option with its flag, help, check and default. */
 export { DEFAULTS, OPTIONS, resolveConfig } from "./src/pipeline/config.ts";
 export type { RunConfig, RunOption } from "./src/pipeline/config.ts";
+export type { OptionKind } from "./src/pipeline/option_kinds.ts";
 export {
   cifar100ResNet18,
   cifar100ResNet19,
@@ -128,9 +132,16 @@ export {
 
 // Data
 /** Data sets by name ("mnist" is embedded), the worker-pool loader and the seeded RNG behind them. */
-export { createDataset, DATASET_NAMES } from "./src/data/registry.ts";
+export { createDataset, DATASET_NAMES, isEventDataset } from "./src/data/registry.ts";
 export { DataLoader } from "./src/data/loader.ts";
-export type { Batch, DataLoaderOptions, Dataset, DatasetOptions, Sample } from "./src/data/loader.ts";
+export type {
+  Batch,
+  DataLoaderOptions,
+  Dataset,
+  DatasetName,
+  DatasetOptions,
+  Sample,
+} from "./src/data/loader.ts";
 export { Rng } from "./src/data/rng.ts";
 /** Event-frame encoding: events (x, y, polarity, in time order) integrated into T frames of counts. */
 export { integrateFrames } from "./src/data/cifar10_dvs.ts";

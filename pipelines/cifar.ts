@@ -18,24 +18,28 @@ const reference: Partial<RunConfig> = {
   logEvery: 50,
 };
 
+/** The paper's CIFAR-10 spiking ResNet-18 run. */
 export const cifar10ResNet18: Pipeline = definePipeline({
   name: "cifar10-resnet18",
   description: "CIFAR-10, spiking ResNet-18 + 2 modules, T=2 (paper: 94.58%)",
   config: { ...reference, dataset: "cifar10", model: "resnet18" },
 });
 
+/** The paper's CIFAR-10 spiking ResNet-19 run. */
 export const cifar10ResNet19: Pipeline = definePipeline({
   name: "cifar10-resnet19",
   description: "CIFAR-10, spiking ResNet-19 + 2 modules, T=2 (paper: 95.28%)",
   config: { ...reference, dataset: "cifar10", model: "resnet19" },
 });
 
+/** The paper's CIFAR-100 spiking ResNet-18 run. */
 export const cifar100ResNet18: Pipeline = definePipeline({
   name: "cifar100-resnet18",
   description: "CIFAR-100, spiking ResNet-18 + 2 modules, T=2 (paper: 76.44%)",
   config: { ...reference, dataset: "cifar100", model: "resnet18" },
 });
 
+/** The paper's CIFAR-100 spiking ResNet-19 run. */
 export const cifar100ResNet19: Pipeline = definePipeline({
   name: "cifar100-resnet19",
   description: "CIFAR-100, spiking ResNet-19 + 2 modules, T=2 (paper: 78.38%)",

@@ -5,6 +5,7 @@
 import { definePipeline, type Pipeline } from "../src/pipeline/pipeline.ts";
 import { LARGE_DATA_LOSS, REFERENCE_TRAINING } from "./preset.ts";
 
+/** The paper's CIFAR10-DVS spiking ResNet-18 run. */
 export const cifar10DvsResNet18: Pipeline = definePipeline({
   name: "cifar10-dvs-resnet18",
   description: "CIFAR10-DVS, spiking ResNet-18 + 2 modules, T=10 (paper: 83.19%)",

@@ -2,6 +2,7 @@
 import { definePipeline, type Pipeline } from "../src/pipeline/pipeline.ts";
 import { LARGE_DATA_LOSS, REFERENCE_TRAINING } from "./preset.ts";
 
+/** The paper's ES-ImageNet spiking ResNet-18 run. */
 export const esImagenetResNet18: Pipeline = definePipeline({
   name: "es-imagenet-resnet18",
   description: "ES-ImageNet, spiking ResNet-18 + 2 modules, T=8 (paper: 44.76%)",

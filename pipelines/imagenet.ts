@@ -5,6 +5,7 @@
 import { definePipeline, type Pipeline } from "../src/pipeline/pipeline.ts";
 import { LARGE_DATA_LOSS, REFERENCE_TRAINING } from "./preset.ts";
 
+/** The paper's ImageNet spiking ResNet-34 run, first stage of staged T. */
 export const imagenetResNet34: Pipeline = definePipeline({
   name: "imagenet-resnet34",
   description: "ImageNet, spiking ResNet-34 + 3 modules, stage 1 of staged T (T=2; paper: 65.77%)",

@@ -4,6 +4,7 @@
  */
 import { definePipeline, type Pipeline } from "../src/pipeline/pipeline.ts";
 
+/** The embedded default run (no data to download). */
 export const mnist: Pipeline = definePipeline({
   name: "mnist",
   description: "embedded MNIST digits, narrow ResNet-18 + 2 modules, SML (the default)",

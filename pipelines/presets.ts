@@ -18,6 +18,7 @@ export {
   mnistPlain,
 };
 
+/** The ready pipelines by name. */
 export const PIPELINES: Record<string, Pipeline> = byName([
   mnist,
   mnistPlain,

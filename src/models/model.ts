@@ -8,14 +8,21 @@ import type { Tensor } from "../tensor/tensor.ts";
 import type { AttachmentTaps, ForwardResult, SurrogateConfig } from "./attachment.ts";
 import type { SurrogateModule } from "./surrogate_module.ts";
 
+/** What a built-in network (createModel) is made from. */
 export interface ModelOptions {
+  /** Classes the classifier (and each surrogate module) predicts. */
   numClasses: number;
+  /** Time steps of the forward pass. */
   T: number;
+  /** Channels of an input frame (default 3). */
   inChannels?: number;
+  /** A spiking ResNet's ImageNet stem (7x7 stride-2 conv and max pool) instead of the CIFAR 3x3 one. */
   imagenetStem?: boolean;
   /** The SML surrogate modules to attach (none when absent). */
   modules?: SurrogateConfig;
+  /** The LIF neurons' options (threshold, decay, surrogate gradient). */
   lif?: Omit<LifOptions, "T">;
+  /** Seed of the weight initialisation. */
   seed?: number;
   /** Extra 128-channel layers of the `plain` network (the paper's Fig. 2 depth). */
   depth?: number;

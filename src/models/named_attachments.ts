@@ -7,7 +7,9 @@ import { ModuleList } from "../nn/module.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import { SurrogateModule } from "./surrogate_module.ts";
 
+/** The modules' shape, as for the built-in networks' surrogate modules. */
 export interface NamedAttachmentOptions {
+  /** Classes each module predicts. */
   numClasses: number;
   /** Channel width k of the modules' convolutions (default 256). */
   width?: number;
@@ -15,9 +17,11 @@ export interface NamedAttachmentOptions {
   kernels?: readonly number[];
   /** Detach the backbone at the attachment points. */
   local?: boolean;
+  /** Seed of the modules' initialisation (each module draws from its own state-dict prefix). */
   seed?: number;
 }
 
+/** Surrogate modules after named layers, in a ModuleList whose items are named 0, 1, ... */
 export class NamedAttachments extends ModuleList<SurrogateModule> {
   /** The points modules attach after, in attachment order. */
   readonly points: readonly string[];

@@ -16,8 +16,10 @@ function resnet(arch: ResNetArch, o: ModelOptions): SpikingResNet {
   return new SpikingResNet({ arch, ...o });
 }
 
+/** The built-in networks `createModel` builds. */
 export const MODEL_NAMES: readonly string[] = Object.keys(BUILDERS);
 
+/** A new built-in network by name (MODEL_NAMES). */
 export function createModel(name: string, options: ModelOptions): SpikingModel {
   const build = BUILDERS[name];
   if (!build) throw new Error(`model: unknown name "${name}"; known: ${MODEL_NAMES.join(", ")}`);

@@ -20,14 +20,20 @@ import {
   wholeNumber,
 } from "./option_kinds.ts";
 
+/** The augmentation names --augment takes. */
 export const AUGMENTS = ["none", "standard", "autoaugment", "cutout"] as const;
+/** One augmentation name. */
 export type Augment = typeof AUGMENTS[number];
 
 /** One option: its flag (`--flag`), its help line, how its value is read and checked, its default. */
 export interface RunOption<T> {
+  /** The command line's name for it, without the dashes. */
   readonly flag: string;
+  /** One line for --help. */
   readonly help: string;
+  /** How its value is read and checked. */
   readonly kind: OptionKind<T>;
+  /** The embedded default run's value. */
   readonly default: T;
 }
 
@@ -113,11 +119,10 @@ export const OPTIONS = {
   probe: option("probe", toggle, false, "print the gradient-error probe on one batch and exit"),
 };
 
-type Options = typeof OPTIONS;
-
 /** Every value of a run, one per entry of OPTIONS. */
-export type RunConfig = { -readonly [K in keyof Options]: Options[K]["default"] };
+export type RunConfig = { -readonly [K in keyof typeof OPTIONS]: (typeof OPTIONS)[K]["default"] };
 
+/** The embedded default run: every option's default. */
 export const DEFAULTS: RunConfig = Object.fromEntries(
   Object.entries(OPTIONS).map(([key, spec]) => [key, structuredClone(spec.default)]),
 ) as RunConfig;

@@ -14,7 +14,9 @@ export class Expected extends Error {
 
 /** How an option reads its value; `flag` is the command line's type for it. */
 export interface OptionKind<T> {
+  /** "boolean": a flag without a value; "string": a flag with one. */
   readonly flag: "string" | "boolean";
+  /** The typed value of flag text or a script's value, or throws an `Expected`. */
   read(value: unknown): T;
 }
 

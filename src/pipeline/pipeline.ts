@@ -15,7 +15,9 @@ import type { LossStage } from "./train_step.ts";
 
 /** What the model stage learns from the source: classes to predict, channels of an input frame. */
 export interface DataShape {
+  /** Classes of the training split. */
   numClasses: number;
+  /** Channels of one input frame. */
   inChannels: number;
 }
 
@@ -24,8 +26,11 @@ export interface DataShape {
  * run checks that the options that fix parameter shapes agree).
  */
 export interface BuiltModel {
+  /** The network. */
   model: SpikingModel;
+  /** Its name (a built-in's name, or one's own). */
   name: string;
+  /** The options it was built from. */
   options: ModelOptions | Record<string, unknown>;
 }
 
@@ -40,6 +45,7 @@ export interface Stages {
   model(config: RunConfig, data: DataShape): SpikingModel | BuiltModel;
   /** The SML loss's weights, or one's own loss function. */
   loss(config: RunConfig): LossStage;
+  /** The optimizer over the model's parameters. */
   optimizer(config: RunConfig, parameters: Tensor[]): Optimizer;
   /** The learning rate per epoch. */
   schedule(config: RunConfig): ScheduleOptions;
@@ -47,9 +53,11 @@ export interface Stages {
   observers(config: RunConfig): LoopObserver[];
 }
 
+/** A named run: configuration values and the stages it replaces. */
 export interface Pipeline {
   /** The name `--preset` selects it by, recorded as the config's `preset`. */
   readonly name: string;
+  /** One line, shown by --help. */
   readonly description: string;
   /** Values that replace the defaults (src/pipeline/config.ts); a run's own values replace these. */
   readonly config: Readonly<Partial<RunConfig>>;

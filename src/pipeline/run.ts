@@ -23,6 +23,7 @@ import { evaluate, type LoopObserver, type RunSummary, runTraining } from "./tra
 import type { LossStage } from "./train_step.ts";
 import { type Progress, restoreCheckpoint, type StateSources } from "./training_state.ts";
 
+/** How a run reports, besides its run folder. */
 export interface RunOptions {
   /** Where progress lines go (the adapter, the model, the run folder, the result); default console.log. */
   log?: (line: string) => void;
@@ -32,22 +33,33 @@ export interface RunOptions {
 
 /** A run with its stages built and its starting point restored, before training or evaluation. */
 export interface PreparedRun {
+  /** The resolved configuration (a resumed run's seed included). */
   config: RunConfig;
+  /** The stages in use: the pipeline's own, the rest from the configuration. */
   stages: Stages;
+  /** The network, restored when resuming. */
   model: SpikingModel;
+  /** The network with its name and options, as checkpoints record them. */
   built: BuiltModel;
+  /** The optimizer, restored when resuming. */
   optimizer: Optimizer;
+  /** The loss stage. */
   loss: LossStage;
+  /** Training batches. */
   train: BatchSource;
+  /** Evaluation batches, or none. */
   test: BatchSource | null;
   /** The loss scaler of a mixed-precision (`f16`) run. */
   scaler?: GradScaler;
+  /** What a checkpoint captures. */
   state: StateSources;
+  /** Where training starts (a resumed run: the checkpoint's position). */
   start: Progress;
   /** Stops the sources' workers (the model stays with the caller). */
   close(): void;
 }
 
+/** What a run ends with: the trained model and its summary, or the evaluation of `testOnly`. */
 export type RunResult =
   | { kind: "train"; config: RunConfig; model: SpikingModel; folder: string; summary: RunSummary }
   | { kind: "test"; config: RunConfig; model: SpikingModel; test: HeadMetrics; activity: ActivityReport };

@@ -12,7 +12,9 @@ import type { BatchSource } from "./stage.ts";
 
 /** What a source stage yields: the batches to train and evaluate on. */
 export interface Sources {
+  /** Training batches (shuffled per epoch). */
   train: BatchSource;
+  /** Evaluation batches, or none. */
   test: BatchSource | null;
   /** Channels of one input frame: 1 (MNIST), 3 (images) or 2 (event polarities). */
   inChannels: number;
@@ -41,6 +43,7 @@ function firstSamples(dataset: Dataset, limit: number): Dataset {
   };
 }
 
+/** The configured data set's splits as batch sources (the source stage a configuration describes). */
 export async function openSources(config: RunConfig): Promise<Sources> {
   const options: DatasetOptions = {
     dataDir: config.dataDir || undefined,

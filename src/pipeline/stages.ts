@@ -51,6 +51,7 @@ function builtInModel(config: RunConfig, data: DataShape): BuiltModel {
   }
 }
 
+/** Every stage as the configuration describes it; a pipeline's own stages replace these. */
 export const CONFIGURED_STAGES: Stages = {
   source: openSources,
   model: builtInModel,
