@@ -1,7 +1,7 @@
 /** CIFAR-10/100 with the reference settings (SPEC §7): AdamW 0.01, wd 0.02, cosine over 300 epochs. */
 import type { RunConfig } from "../src/pipeline/config.ts";
 import { definePipeline, type Pipeline } from "../src/pipeline/pipeline.ts";
-import { REFERENCE_TRAINING } from "./preset.ts";
+import { REFERENCE_TRAINING } from "./paper_settings.ts";
 
 const reference: Partial<RunConfig> = {
   ...REFERENCE_TRAINING,

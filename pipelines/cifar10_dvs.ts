@@ -3,7 +3,7 @@
  * no optimiser settings for it; these follow its other event-data run (AdamW, DVS loss weights).
  */
 import { definePipeline, type Pipeline } from "../src/pipeline/pipeline.ts";
-import { LARGE_DATA_LOSS, REFERENCE_TRAINING } from "./preset.ts";
+import { LARGE_DATA_LOSS, REFERENCE_TRAINING } from "./paper_settings.ts";
 
 /** The paper's CIFAR10-DVS spiking ResNet-18 run. */
 export const cifar10DvsResNet18: Pipeline = definePipeline({

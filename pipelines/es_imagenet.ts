@@ -1,6 +1,6 @@
 /** ES-ImageNet event frames, spiking ResNet-18 with the 2-channel event stem, T=8 (SPEC §7). */
 import { definePipeline, type Pipeline } from "../src/pipeline/pipeline.ts";
-import { LARGE_DATA_LOSS, REFERENCE_TRAINING } from "./preset.ts";
+import { LARGE_DATA_LOSS, REFERENCE_TRAINING } from "./paper_settings.ts";
 
 /** The paper's ES-ImageNet spiking ResNet-18 run. */
 export const esImagenetResNet18: Pipeline = definePipeline({

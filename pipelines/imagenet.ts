@@ -3,7 +3,7 @@
  * staged-T schedule (T=2, lr 4e-3, batch 512, 160 epochs); later stages resume with --T 4 / --T 6.
  */
 import { definePipeline, type Pipeline } from "../src/pipeline/pipeline.ts";
-import { LARGE_DATA_LOSS, REFERENCE_TRAINING } from "./preset.ts";
+import { LARGE_DATA_LOSS, REFERENCE_TRAINING } from "./paper_settings.ts";
 
 /** The paper's ImageNet spiking ResNet-34 run, first stage of staged T. */
 export const imagenetResNet34: Pipeline = definePipeline({
