@@ -41,12 +41,32 @@ export function layerOf(file: string): string {
   return top;
 }
 
-/** Relative specifiers of every static import and re-export in `source`, type-only ones included. */
+/**
+ * Relative specifiers of every module `source` imports: static imports and re-exports (type-only ones
+ * included) and dynamic `import("...")`.
+ */
 export function importSpecifiers(source: string): string[] {
+  const patterns = [
+    /^\s*(?:import|export)\s+(?:type\s+)?(?:[^"';]*?\s+from\s+)?["']([^"']+)["']/gm,
+    /\bimport\(\s*["']([^"']+)["']\s*\)/g,
+  ];
+  return relativeMatches(source, patterns);
+}
+
+/**
+ * Worker modules `source` starts (`new URL("./x.ts", import.meta.url)`): each runs in its own isolate, so
+ * it is walked as an entry point of its own, not as an import (a worker may import its starter's file).
+ */
+export function workerModules(source: string): string[] {
+  return relativeMatches(source, [/\bnew URL\(\s*["']([^"']+\.ts)["']\s*,\s*import\.meta\.url\s*\)/g]);
+}
+
+function relativeMatches(source: string, patterns: RegExp[]): string[] {
   const found: string[] = [];
-  const pattern = /^\s*(?:import|export)\s+(?:type\s+)?(?:[^"';]*?\s+from\s+)?["']([^"']+)["']/gm;
-  for (const match of source.matchAll(pattern)) {
-    if (match[1].startsWith(".")) found.push(match[1]);
+  for (const pattern of patterns) {
+    for (const match of source.matchAll(pattern)) {
+      if (match[1].startsWith(".") && !found.includes(match[1])) found.push(match[1]);
+    }
   }
   return found;
 }
@@ -61,16 +81,17 @@ async function entryPoints(): Promise<string[]> {
   return files.sort();
 }
 
-/** file -> the files it imports, for everything reachable from the entry points. */
+/** file -> the files it imports, for everything reachable from the entry points and the workers they start. */
 async function importGraph(): Promise<Map<string, string[]>> {
   const graph = new Map<string, string[]>();
   const pending = await entryPoints();
   while (pending.length) {
     const file = pending.pop()!;
     if (graph.has(file)) continue;
-    const targets = importSpecifiers(await Deno.readTextFile(file)).map((s) => resolve(dirname(file), s));
+    const source = await Deno.readTextFile(file);
+    const targets = importSpecifiers(source).map((s) => resolve(dirname(file), s));
     graph.set(file, targets);
-    pending.push(...targets);
+    pending.push(...targets, ...workerModules(source).map((s) => resolve(dirname(file), s)));
   }
   return graph;
 }
@@ -98,6 +119,9 @@ const graph = await importGraph();
 const show = (file: string) => relative(ROOT, file);
 
 Deno.test("import graph: the walk reaches the whole library", () => {
+  for (const file of ["src/data/worker.ts", "src/data/jpeg.ts"]) {
+    assert.ok(graph.has(join(ROOT, file)), `${file} not reached`);
+  }
   const layers = new Set([...graph.keys()].map(layerOf));
   for (const layer of Object.keys(MAY_IMPORT)) {
     assert.ok(layers.has(layer), `no file of layer ${layer} reached`);
@@ -139,6 +163,10 @@ Deno.test("import graph: the checks catch a cycle and an upward import", () => {
       "./multi.ts",
     ],
   );
+  const lazy =
+    `const m = await import("./lazy.ts");\nnew Worker(new URL("./worker.ts", import.meta.url).href);`;
+  assert.deepEqual(importSpecifiers(lazy), ["./lazy.ts"]);
+  assert.deepEqual(workerModules(lazy), ["./worker.ts"]);
   assert.deepEqual(cycles(new Map([["a", ["b"]], ["b", ["c"]], ["c", ["a"]]])), [["a", "b", "c", "a"]]);
   assert.equal(layerOf(join(ROOT, "src/tensor/tensor.ts")), "tensor");
   assert.ok(!MAY_IMPORT.tensor.includes("ops"), "tensor may not import ops");
