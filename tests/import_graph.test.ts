@@ -148,6 +148,31 @@ Deno.test("import graph: every import points down the layer order", () => {
   assert.deepEqual(wrong, []);
 });
 
+Deno.test("import graph: the README's layout table names every layer with the imports MAY_IMPORT allows", async () => {
+  const readme = await Deno.readTextFile(join(ROOT, "README.md"));
+  const table = readme.slice(
+    readme.indexOf("## What is here"),
+    readme.indexOf("\n\n", readme.indexOf("| part")),
+  );
+  const documented: Record<string, string[]> = {};
+  for (const row of table.matchAll(/^\|[^|]+\| `([^`]+)`\s*\|([^|]+)\|$/gm)) {
+    const imports = row[2].trim();
+    documented[layerOf(join(ROOT, row[1], "x.ts"))] = imports === "-" ? [] : imports.split(/,\s*/);
+  }
+  const expected = Object.fromEntries(
+    Object.entries(MAY_IMPORT).filter(([layer]) => layer !== "mod").map((
+      [layer, may],
+    ) => [layer, [...may].sort()]),
+  );
+  const found = Object.fromEntries(Object.entries(documented).map(([layer, may]) => [layer, may.sort()]));
+  assert.deepEqual(found, expected);
+  for await (const entry of Deno.readDir(join(ROOT, "src"))) {
+    if (entry.isDirectory) {
+      assert.ok(entry.name in documented, `src/${entry.name}/ is not in the README's table`);
+    }
+  }
+});
+
 Deno.test("import graph: the checks catch a cycle and an upward import", () => {
   assert.deepEqual(
     importSpecifiers(`import type { A } from "./a.ts";\nexport { b } from "../b.ts";\nimport "./c.ts";`),
