@@ -40,14 +40,20 @@ export { crossEntropy, temperatureKl, weightedSum } from "./src/ops/loss.ts";
 // Layers and models
 export { Module, ModuleList } from "./src/nn/module.ts";
 export { BatchNorm, Conv2d, Lif, Linear } from "./src/nn/layers.ts";
+/** The seeded generator layers initialise their weights from, one stream per (seed, parameter name). */
+export { InitRng } from "./src/nn/init.ts";
 /** Firing rates, synaptic operations and the energy estimate of a forward pass. */
 export { ActivityRecorder, E_AC_PJ, E_MAC_PJ } from "./src/nn/activity.ts";
+export type { ActivityReport } from "./src/nn/activity.ts";
 /** Build "resnet18", "resnet34", "resnet19" or "plain" by name, with surrogate module options. */
 export { createModel, MODEL_NAMES } from "./src/models/registry.ts";
-export type { ModelOptions, SpikingModel } from "./src/models/registry.ts";
+export type { ModelOptions, SpikingModel } from "./src/models/model.ts";
 export { SpikingResNet } from "./src/models/spiking_resnet.ts";
 export { PlainSpikingCnn } from "./src/models/plain_cnn.ts";
 export { SurrogateModule } from "./src/models/surrogate_module.ts";
+/** Surrogate modules attached after named layers of one's own model (see examples/custom_model.ts). */
+export { NamedAttachments } from "./src/models/named_attachments.ts";
+export type { NamedAttachmentOptions } from "./src/models/named_attachments.ts";
 export type { AttachmentTaps, ForwardResult, SurrogateConfig } from "./src/models/attachment.ts";
 
 // SML
@@ -58,7 +64,8 @@ export type { SmlLoss, SmlLossOptions } from "./src/sml/loss.ts";
 export { formatProbeReport, probeGradients } from "./src/sml/gradient_probe.ts";
 
 // Optimisation
-export { createOptimizer } from "./src/optim/optimizer.ts";
+export { createOptimizer, OPTIMIZER_NAMES } from "./src/optim/registry.ts";
+export type { OptimizerKind } from "./src/optim/registry.ts";
 export type { Optimizer, OptimizerOptions, OptimizerState } from "./src/optim/optimizer.ts";
 export { SGD } from "./src/optim/sgd.ts";
 export { Adam, AdamW } from "./src/optim/adam.ts";
@@ -86,20 +93,61 @@ export type { NirImportOptions } from "./src/io/nir_import.ts";
 export { compose } from "./src/pipeline/stage.ts";
 export type { BatchSource, Stage } from "./src/pipeline/stage.ts";
 export { evalStep, trainStep, upload } from "./src/pipeline/train_step.ts";
-export type { DeviceBatch, HostBatch, TrainStepContext } from "./src/pipeline/train_step.ts";
+export type {
+  DeviceBatch,
+  EvalStepContext,
+  HostBatch,
+  LossFunction,
+  LossStage,
+  TrainStepContext,
+} from "./src/pipeline/train_step.ts";
 export { MetricsAccumulator } from "./src/pipeline/metrics.ts";
 export { evaluate, runTraining } from "./src/pipeline/train_loop.ts";
-export type { LoopObserver, LoopOptions, TrainingRun } from "./src/pipeline/train_loop.ts";
+export type { LoopObserver, LoopOptions, RunSummary, TrainingRun } from "./src/pipeline/train_loop.ts";
 export { RunFolder } from "./src/pipeline/run_folder.ts";
+export type { EpochRecord, HeadMetrics, StepRecord } from "./src/pipeline/run_folder.ts";
 export { captureCheckpoint, restoreCheckpoint } from "./src/pipeline/training_state.ts";
-export { PRESETS } from "./pipelines/presets.ts";
+export type { Progress, StateSources } from "./src/pipeline/training_state.ts";
+
+// Pipelines
+/**
+ * Ready pipelines (the paper's presets) a script runs in a line, `await run(cifar10ResNet19, { dataDir,
+ * epochs: 1 })`, and re-composes: `withStages(pipeline, { source, model, loss, optimizer, schedule,
+ * observers })` swaps any stage for one's own.
+ */
+export { prepareRun, run } from "./src/pipeline/run.ts";
+export type { PreparedRun, RunOptions, RunResult } from "./src/pipeline/run.ts";
+export { byName, definePipeline, withConfig, withStages } from "./src/pipeline/pipeline.ts";
+export type { BuiltModel, DataShape, Pipeline, Stages } from "./src/pipeline/pipeline.ts";
+export { CONFIGURED_STAGES, modelOptionsFor } from "./src/pipeline/stages.ts";
+export { openSources } from "./src/pipeline/sources.ts";
+export type { Sources } from "./src/pipeline/sources.ts";
+/** The run configuration: every option with its flag, help, check and default. */
+export { DEFAULTS, OPTIONS, resolveConfig } from "./src/pipeline/config.ts";
+export type { RunConfig, RunOption } from "./src/pipeline/config.ts";
+export type { OptionKind } from "./src/pipeline/option_kinds.ts";
+export {
+  cifar100ResNet18,
+  cifar100ResNet19,
+  cifar10DvsResNet18,
+  cifar10ResNet18,
+  cifar10ResNet19,
+  esImagenetResNet18,
+  imagenetResNet34,
+  mnist,
+  mnistPlain,
+  PIPELINES,
+} from "./pipelines/presets.ts";
 
 // Data
 /** Data sets by name ("mnist" is embedded), the worker-pool loader and the seeded RNG behind them. */
-export { createDataset, DATASET_NAMES } from "./src/data/registry.ts";
+export { createDataset, DATASET_NAMES, isEventDataset } from "./src/data/registry.ts";
 export { DataLoader } from "./src/data/loader.ts";
 export type { Batch, DataLoaderOptions, Dataset, DatasetOptions, Sample } from "./src/data/loader.ts";
+export type { DatasetName } from "./src/data/dataset.ts";
 export { Rng } from "./src/data/rng.ts";
+/** Event-frame encoding: events (x, y, polarity, in time order) integrated into T frames of counts. */
+export { integrateFrames } from "./src/data/cifar10_dvs.ts";
 export { AUGMENT_NAMES, augmentFlags } from "./src/data/augment/settings.ts";
 export type { AugmentName, AugmentSetting } from "./src/data/augment/settings.ts";
 
@@ -108,36 +156,24 @@ export type { AugmentName, AugmentSetting } from "./src/data/augment/settings.ts
 export { startProfiling, stopProfiling } from "./src/gpu/profile.ts";
 
 // Types the exports above take or return, so that their documentation is complete.
-export type { ActivityReport, LayerActivity, Site } from "./src/nn/activity.ts";
+export type { LayerActivity, Site } from "./src/nn/activity.ts";
 export type { AdamFamily } from "./src/optim/adam.ts";
 export type { AugmentFlags } from "./src/data/augment/settings.ts";
 export type { Counter, StateEntry } from "./src/nn/module.ts";
 export type { ArrayDType, StoredArray } from "./src/io/checkpoint.ts";
-export type { DatasetName, DatasetSpec, Split } from "./src/data/dataset.ts";
-export type {
-  EpochRecord,
-  FaultRecord,
-  HeadMetrics,
-  MetricsRecord,
-  StepRecord,
-} from "./src/pipeline/run_folder.ts";
+export type { DatasetSpec, Split } from "./src/data/dataset.ts";
+export type { FaultRecord, MetricsRecord } from "./src/pipeline/run_folder.ts";
 export type { MetricsSnapshot } from "./src/pipeline/metrics.ts";
-export type { Preset } from "./pipelines/preset.ts";
-export { DATASETS } from "./src/cli/config.ts";
-export type { DatasetName as RunDatasetName, RunConfig } from "./src/cli/config.ts";
 export type { Attached } from "./src/models/attachment.ts";
 export type { RngState } from "./src/data/rng.ts";
 export type { BasicBlock, ResNetArch, SpikingResNetConfig } from "./src/models/spiking_resnet.ts";
 export type { ConvUnit, Prediction } from "./src/models/surrogate_module.ts";
 export type { ConvBnLif } from "./src/models/plain_cnn.ts";
 export type { Backward, BackwardOptions, Entry } from "./src/tensor/tape.ts";
-export type { Progress, StateSources } from "./src/pipeline/training_state.ts";
 export type { BatchNormOptions, BatchNormState } from "./src/ops/batch_norm.ts";
 export type { Conv2dOptions } from "./src/ops/conv2d.ts";
-export type { OptimizerKind } from "./src/optim/optimizer.ts";
 export type { NamedArray, SafetensorsDType } from "./src/io/safetensors.ts";
 export type { PointReport, ProbedModel, ProbeReport } from "./src/sml/gradient_probe.ts";
 export type { ExportOptions, LoadOptions } from "./src/io/state_dict.ts";
-export type { RunSummary } from "./src/pipeline/train_loop.ts";
 export type { KernelTime } from "./src/gpu/profile.ts";
 export type { PoolStats } from "./src/gpu/pool.ts";

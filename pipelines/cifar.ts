@@ -1,6 +1,7 @@
 /** CIFAR-10/100 with the reference settings (SPEC §7): AdamW 0.01, wd 0.02, cosine over 300 epochs. */
-import type { RunConfig } from "../src/cli/config.ts";
-import { type Preset, REFERENCE_TRAINING } from "./preset.ts";
+import type { RunConfig } from "../src/pipeline/config.ts";
+import { definePipeline, type Pipeline } from "../src/pipeline/pipeline.ts";
+import { REFERENCE_TRAINING } from "./paper_settings.ts";
 
 const reference: Partial<RunConfig> = {
   ...REFERENCE_TRAINING,
@@ -17,22 +18,30 @@ const reference: Partial<RunConfig> = {
   logEvery: 50,
 };
 
-export const cifar10ResNet18: Preset = {
+/** The paper's CIFAR-10 spiking ResNet-18 run. */
+export const cifar10ResNet18: Pipeline = definePipeline({
+  name: "cifar10-resnet18",
   description: "CIFAR-10, spiking ResNet-18 + 2 modules, T=2 (paper: 94.58%)",
   config: { ...reference, dataset: "cifar10", model: "resnet18" },
-};
+});
 
-export const cifar10ResNet19: Preset = {
+/** The paper's CIFAR-10 spiking ResNet-19 run. */
+export const cifar10ResNet19: Pipeline = definePipeline({
+  name: "cifar10-resnet19",
   description: "CIFAR-10, spiking ResNet-19 + 2 modules, T=2 (paper: 95.28%)",
   config: { ...reference, dataset: "cifar10", model: "resnet19" },
-};
+});
 
-export const cifar100ResNet18: Preset = {
+/** The paper's CIFAR-100 spiking ResNet-18 run. */
+export const cifar100ResNet18: Pipeline = definePipeline({
+  name: "cifar100-resnet18",
   description: "CIFAR-100, spiking ResNet-18 + 2 modules, T=2 (paper: 76.44%)",
   config: { ...reference, dataset: "cifar100", model: "resnet18" },
-};
+});
 
-export const cifar100ResNet19: Preset = {
+/** The paper's CIFAR-100 spiking ResNet-19 run. */
+export const cifar100ResNet19: Pipeline = definePipeline({
+  name: "cifar100-resnet19",
   description: "CIFAR-100, spiking ResNet-19 + 2 modules, T=2 (paper: 78.38%)",
   config: { ...reference, dataset: "cifar100", model: "resnet19" },
-};
+});

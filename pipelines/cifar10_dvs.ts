@@ -2,9 +2,12 @@
  * CIFAR10-DVS, spiking ResNet-18 with the event stem, T=10, 48x48 frames (SPEC §7-9). The paper gives
  * no optimiser settings for it; these follow its other event-data run (AdamW, DVS loss weights).
  */
-import { LARGE_DATA_LOSS, type Preset, REFERENCE_TRAINING } from "./preset.ts";
+import { definePipeline, type Pipeline } from "../src/pipeline/pipeline.ts";
+import { LARGE_DATA_LOSS, REFERENCE_TRAINING } from "./paper_settings.ts";
 
-export const cifar10DvsResNet18: Preset = {
+/** The paper's CIFAR10-DVS spiking ResNet-18 run. */
+export const cifar10DvsResNet18: Pipeline = definePipeline({
+  name: "cifar10-dvs-resnet18",
   description: "CIFAR10-DVS, spiking ResNet-18 + 2 modules, T=10 (paper: 83.19%)",
   config: {
     ...REFERENCE_TRAINING,
@@ -20,4 +23,4 @@ export const cifar10DvsResNet18: Preset = {
     workers: 2,
     logEvery: 20,
   },
-};
+});

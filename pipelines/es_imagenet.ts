@@ -1,7 +1,10 @@
 /** ES-ImageNet event frames, spiking ResNet-18 with the 2-channel event stem, T=8 (SPEC §7). */
-import { LARGE_DATA_LOSS, type Preset, REFERENCE_TRAINING } from "./preset.ts";
+import { definePipeline, type Pipeline } from "../src/pipeline/pipeline.ts";
+import { LARGE_DATA_LOSS, REFERENCE_TRAINING } from "./paper_settings.ts";
 
-export const esImagenetResNet18: Preset = {
+/** The paper's ES-ImageNet spiking ResNet-18 run. */
+export const esImagenetResNet18: Pipeline = definePipeline({
+  name: "es-imagenet-resnet18",
   description: "ES-ImageNet, spiking ResNet-18 + 2 modules, T=8 (paper: 44.76%)",
   config: {
     ...REFERENCE_TRAINING,
@@ -17,4 +20,4 @@ export const esImagenetResNet18: Preset = {
     workers: 8,
     logEvery: 100,
   },
-};
+});

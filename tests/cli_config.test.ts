@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
-import { DEFAULTS, helpText, parseConfig } from "../src/cli/config.ts";
-import { PRESETS } from "../pipelines/presets.ts";
+import { helpText, parseConfig } from "../src/cli/config.ts";
+import { DEFAULTS } from "../src/pipeline/config.ts";
+import { PIPELINES } from "../pipelines/presets.ts";
 
 Deno.test("config: no flags gives the embedded MNIST default with two surrogate modules", () => {
   const { config } = parseConfig([]);
@@ -21,7 +22,7 @@ Deno.test("config: a preset supplies defaults and explicit flags override them",
     "4",
   ]);
   assert.equal(config.model, "resnet19");
-  assert.equal(config.batchSize, PRESETS["cifar10-resnet19"].config.batchSize);
+  assert.equal(config.batchSize, PIPELINES["cifar10-resnet19"].config.batchSize);
   assert.equal(config.T, 4);
   assert.ok(explicit.has("T") && !explicit.has("batchSize"));
 });

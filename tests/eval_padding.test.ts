@@ -40,7 +40,7 @@ for (const [label, shape] of [["images", [3, 1, 12, 12]], ["event frames", [T, 3
     const run = async (padTo: number) => {
       const metrics = new MetricsAccumulator(heads);
       const activity = new ActivityRecorder();
-      evalStep(model, host, metrics, {}, activity, padTo);
+      evalStep({ model, loss: {}, metrics, activity, padTo }, host);
       const result = { metrics: await metrics.read(), activity: await activity.report(T) };
       metrics.dispose();
       activity.dispose();

@@ -16,7 +16,7 @@ import { Rng } from "../src/data/rng.ts";
 import { setTiling, type TilingChoice } from "../src/gpu/device.ts";
 import { checkKernelKeys } from "../src/gpu/kernels.ts";
 import { createModel, type ModelOptions, type SpikingModel } from "../src/models/registry.ts";
-import { createOptimizer } from "../src/optim/optimizer.ts";
+import { createOptimizer } from "../src/optim/registry.ts";
 import { smlLoss } from "../src/sml/loss.ts";
 import { Tape } from "../src/tensor/tape.ts";
 import { Tensor } from "../src/tensor/tensor.ts";

@@ -3,7 +3,7 @@ import { dispatchTotal } from "../src/gpu/kernels.ts";
 import { AdamW } from "../src/optim/adam.ts";
 import { FiniteWatch } from "../src/optim/finite_check.ts";
 import { GradScaler, type GradScalerOptions, type GradScalerState } from "../src/optim/grad_scaler.ts";
-import { createOptimizer } from "../src/optim/optimizer.ts";
+import { createOptimizer } from "../src/optim/registry.ts";
 import { SGD } from "../src/optim/sgd.ts";
 import { Scope } from "../src/tensor/scope.ts";
 import { Tensor } from "../src/tensor/tensor.ts";

@@ -324,7 +324,7 @@ Deno.test("nir: importNir rebuilds an exported model that runs as snnTorch runs 
   const scope = new Scope();
   try {
     // Decay 0.75 and threshold 0.5 come back from tau, r and v_threshold.
-    assert.deepEqual(model.config.lif, { tau: 0.75, threshold: 0.5 });
+    assert.deepEqual((model as SpikingResNet).config.lif, { tau: 0.75, threshold: 0.5 });
     const logits = scope.run(() => {
       const input = Tensor.fromData(Float32Array.from(consumer.inputs.flat()), [
         consumer.inputs.length,

@@ -1,12 +1,7 @@
 import assert from "node:assert/strict";
 import { dispatchTotal } from "../src/gpu/kernels.ts";
-import {
-  createOptimizer,
-  type Optimizer,
-  type OptimizerKind,
-  type OptimizerOptions,
-  type OptimizerState,
-} from "../src/optim/optimizer.ts";
+import type { Optimizer, OptimizerOptions, OptimizerState } from "../src/optim/optimizer.ts";
+import { createOptimizer, type OptimizerKind } from "../src/optim/registry.ts";
 import { Scope } from "../src/tensor/scope.ts";
 import { Tensor } from "../src/tensor/tensor.ts";
 import { assertClose, Fixture, setupGpu, type Tolerance } from "./helpers.ts";

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { decodeCheckpoint, encodeCheckpoint } from "../src/io/checkpoint.ts";
 import { createModel, type ModelOptions, type SpikingModel } from "../src/models/registry.ts";
-import { createOptimizer } from "../src/optim/optimizer.ts";
+import { createOptimizer } from "../src/optim/registry.ts";
 import { MetricsAccumulator, type MetricsSnapshot } from "../src/pipeline/metrics.ts";
 import { captureCheckpoint, restoreCheckpoint, type StateSources } from "../src/pipeline/training_state.ts";
 import { type HostBatch, trainStep, upload } from "../src/pipeline/train_step.ts";

@@ -8,7 +8,7 @@ import type { BatchSource } from "../pipeline/stage.ts";
 import { upload } from "../pipeline/train_step.ts";
 import { formatProbeReport, probeGradients } from "../sml/gradient_probe.ts";
 import { Scope } from "../tensor/scope.ts";
-import type { RunConfig } from "./config.ts";
+import type { RunConfig } from "../pipeline/config.ts";
 
 export async function runProbe(
   config: RunConfig,

@@ -3,6 +3,7 @@
  * (150 MB for CIFAR-10 train) and turned into normalised CHW samples with the reference augmentation:
  * RandomCrop(32, padding 4) -> RandomHorizontalFlip -> [AutoAugment CIFAR-10] -> Normalize -> [Cutout 16].
  */
+import { join } from "node:path";
 import { autoAugmentCifar10 } from "./augment/autoaugment.ts";
 import { flipHorizontal, randomCropWithPadding } from "./augment/geometry.ts";
 import type { Image } from "./augment/image.ts";
@@ -14,7 +15,6 @@ import {
   type DatasetSpec,
   isDirectory,
   isFile,
-  joinPath,
   readFileOrThrow,
   requireDirectory,
   type Sample,
@@ -92,13 +92,13 @@ export class CifarDataset implements Dataset {
     }
     requireDirectory(options.dataDir, spec.what);
     // Accept either the extracted folder itself or the folder that holds it.
-    const folder = isDirectory(joinPath(options.dataDir, spec.folder))
-      ? joinPath(options.dataDir, spec.folder)
+    const folder = isDirectory(join(options.dataDir, spec.folder))
+      ? join(options.dataDir, spec.folder)
       : options.dataDir;
     this.recordBytes = spec.labelBytes + IMAGE_BYTES;
     const parts: Uint8Array[] = [];
     for (const file of spec.files[split]) {
-      const path = joinPath(folder, file);
+      const path = join(folder, file);
       const bytes = readFileOrThrow(path, spec.what);
       if (bytes.byteLength === 0) {
         throw new Error(
@@ -142,7 +142,7 @@ export class CifarDataset implements Dataset {
     this.std = spec.std;
     this.flags = augmentFlags(options.augment ?? "standard");
     this.spec = { name, options: { ...options } };
-    const namesPath = joinPath(folder, spec.namesFile);
+    const namesPath = join(folder, spec.namesFile);
     if (isFile(namesPath)) {
       const names = new TextDecoder().decode(Deno.readFileSync(namesPath)).split(/\r?\n/).map((s) => s.trim())
         .filter((s) => s.length > 0);

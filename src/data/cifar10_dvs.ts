@@ -12,6 +12,7 @@
  * Train/test: per class, the files (sorted by name) are shuffled with `splitSeed`; the first
  * ceil(0.9 n) are train (SpikingJelly's split_to_train_test_set rounding), the rest test.
  */
+import { join } from "node:path";
 import { flipPlanes, interpolateBilinear, rollPlanes } from "./augment/event_frames.ts";
 import { augmentFlags } from "./augment/settings.ts";
 import {
@@ -20,7 +21,6 @@ import {
   type DatasetSpec,
   filesIn,
   isDirectory,
-  joinPath,
   requireDirectory,
   type Sample,
   subdirectories,
@@ -49,8 +49,8 @@ export class Cifar10DvsDataset implements Dataset {
       throw new Error("cifar10-dvs: options.dataDir is required (the folder of class folders of .npz files)");
     }
     requireDirectory(options.dataDir, "cifar10-dvs");
-    const root = isDirectory(joinPath(options.dataDir, "events_np"))
-      ? joinPath(options.dataDir, "events_np")
+    const root = isDirectory(join(options.dataDir, "events_np"))
+      ? join(options.dataDir, "events_np")
       : options.dataDir;
     this.classNames = subdirectories(root);
     if (this.classNames.length === 0) {
@@ -67,14 +67,14 @@ export class Cifar10DvsDataset implements Dataset {
     const train = (options.split ?? "train") === "train";
     let fileCount = 0;
     this.classNames.forEach((className, label) => {
-      const folder = joinPath(root, className);
+      const folder = join(root, className);
       const files = filesIn(folder, (name) => name.endsWith(".npz"));
       fileCount += files.length;
       const order = permutation(files.length, Rng.seeded(seed, label));
       const cut = Math.ceil(files.length * ratio);
       const chosen = train ? order.subarray(0, cut) : order.subarray(cut);
       for (const i of chosen) {
-        this.paths.push(joinPath(folder, files[i]));
+        this.paths.push(join(folder, files[i]));
         this.labels.push(label);
       }
     });

@@ -10,8 +10,17 @@ export interface Sample {
   label: number;
 }
 
-/** Names `createDataset` accepts. */
-export type DatasetName = "mnist" | "cifar10" | "cifar100" | "imagenet" | "es-imagenet" | "cifar10-dvs";
+/** The data sets createDataset opens by name (registry.ts holds how each opens). */
+export const DATASET_NAMES = [
+  "mnist",
+  "cifar10",
+  "cifar100",
+  "imagenet",
+  "es-imagenet",
+  "cifar10-dvs",
+] as const;
+/** One of DATASET_NAMES. */
+export type DatasetName = typeof DATASET_NAMES[number];
 /** Which part of a data set to open. */
 export type Split = "train" | "test";
 
@@ -121,8 +130,4 @@ export function filesIn(path: string, accept: (name: string) => boolean): string
   const names: string[] = [];
   for (const entry of Deno.readDirSync(path)) if (entry.isFile && accept(entry.name)) names.push(entry.name);
   return names.sort();
-}
-
-export function joinPath(...parts: string[]): string {
-  return parts.filter((p) => p.length > 0).join("/").replace(/\/+/g, "/");
 }

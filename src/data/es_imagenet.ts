@@ -8,6 +8,7 @@
  * Samples are (T, 2, 224, 224) floats, not normalised. T divides 8: with T < 8, each output frame is the
  * union (logical or) of 8 / T consecutive bins. Training augmentation: random horizontal flip.
  */
+import { join } from "node:path";
 import { flipPlanes } from "./augment/event_frames.ts";
 import { augmentFlags } from "./augment/settings.ts";
 import {
@@ -15,7 +16,6 @@ import {
   type DatasetOptions,
   type DatasetSpec,
   isFile,
-  joinPath,
   readFileOrThrow,
   requireDirectory,
   type Sample,
@@ -69,7 +69,7 @@ export class EsImageNetDataset implements Dataset {
     }
     this.numClasses = options.numClasses ?? 1000;
     const candidates = (format: "events" | "frames") =>
-      LABEL_FILES[format][split].map((f) => joinPath(options.dataDir!, f));
+      LABEL_FILES[format][split].map((f) => join(options.dataDir!, f));
     let format = options.format;
     if (!format) {
       if (candidates("events").some(isFile)) format = "events";
@@ -92,20 +92,20 @@ export class EsImageNetDataset implements Dataset {
       throw new Error(`es-imagenet: ${labelPath} lists no samples; expected one line per sample`);
     }
     // Paths in the label file are relative to the split folder (official loader) or to the root.
-    const splitDir = joinPath(options.dataDir, split === "train" ? "train" : "val");
+    const splitDir = join(options.dataDir, split === "train" ? "train" : "val");
     const first = entries[0].path;
-    const base = isFile(joinPath(splitDir, first))
+    const base = isFile(join(splitDir, first))
       ? splitDir
-      : isFile(joinPath(options.dataDir, first))
+      : isFile(join(options.dataDir, first))
       ? options.dataDir
       : null;
     if (base === null) {
       throw new Error(
-        `es-imagenet: ${labelPath} line 1 names ${first}, found neither at ${joinPath(splitDir, first)} ` +
-          `nor at ${joinPath(options.dataDir, first)}`,
+        `es-imagenet: ${labelPath} line 1 names ${first}, found neither at ${join(splitDir, first)} ` +
+          `nor at ${join(options.dataDir, first)}`,
       );
     }
-    this.entries = entries.map((e) => ({ ...e, path: joinPath(base, e.path) }));
+    this.entries = entries.map((e) => ({ ...e, path: join(base, e.path) }));
     this.length = this.entries.length;
     this.sampleShape = [this.T, 2, SIDE, SIDE];
     this.flip = augmentFlags(options.augment ?? "standard").flip;

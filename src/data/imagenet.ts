@@ -4,6 +4,7 @@
  * exists, so both splits agree). Train: RandomResizedCrop(224, scale 0.08-1, ratio 3/4-4/3) + flip;
  * evaluation: resize shorter side to 256 (PIL bilinear) + center crop 224. Normalised CHW floats.
  */
+import { join } from "node:path";
 import { centerCrop, flipHorizontal } from "./augment/geometry.ts";
 import { normalize } from "./augment/normalize.ts";
 import { randomResizedCropBox, resizedCrop, resizeShorterSide } from "./augment/resize.ts";
@@ -14,7 +15,6 @@ import {
   type DatasetSpec,
   filesIn,
   isDirectory,
-  joinPath,
   requireDirectory,
   type Sample,
   subdirectories,
@@ -56,9 +56,9 @@ export class ImageNetDataset implements Dataset {
       throw new Error("imagenet: options.dataDir is required (the folder holding train/ and val/)");
     }
     requireDirectory(options.dataDir, "imagenet");
-    const splitDir = joinPath(options.dataDir, (options.split ?? "train") === "train" ? "train" : "val");
+    const splitDir = join(options.dataDir, (options.split ?? "train") === "train" ? "train" : "val");
     requireDirectory(splitDir, "imagenet");
-    const trainDir = joinPath(options.dataDir, "train");
+    const trainDir = join(options.dataDir, "train");
     this.classNames = subdirectories(isDirectory(trainDir) ? trainDir : splitDir);
     if (this.classNames.length === 0) {
       throw new Error(`imagenet: ${splitDir} has no class folders; expected <wnid>/ folders of .JPEG files`);
@@ -69,11 +69,11 @@ export class ImageNetDataset implements Dataset {
       const label = classIndex.get(wnid);
       if (label === undefined) {
         throw new Error(
-          `imagenet: ${joinPath(splitDir, wnid)} is a class folder that ${trainDir} does not have`,
+          `imagenet: ${join(splitDir, wnid)} is a class folder that ${trainDir} does not have`,
         );
       }
-      for (const file of filesIn(joinPath(splitDir, wnid), isJpegName)) {
-        this.paths.push(joinPath(splitDir, wnid, file));
+      for (const file of filesIn(join(splitDir, wnid), isJpegName)) {
+        this.paths.push(join(splitDir, wnid, file));
         labels.push(label);
       }
     }

@@ -5,6 +5,7 @@
  * export leaves no file and any previous one untouched.
  */
 import type { SpikingModel } from "../models/registry.ts";
+import { PlainSpikingCnn } from "../models/plain_cnn.ts";
 import { SpikingResNet } from "../models/spiking_resnet.ts";
 import { writeFileAtomic } from "./atomic.ts";
 import { buildNirGraph, NIR_VERSION, type NirGraph, type NirGraphOptions } from "./nir_graph.ts";
@@ -24,12 +25,15 @@ export interface NirExportSummary {
 
 /** The registry name and options that rebuild `model` (stored in the file's metadata). */
 export function modelSource(model: SpikingModel): { name: string; options: Record<string, unknown> } {
-  const { modules: _modules, ...config } = model.config as Record<string, unknown>;
   if (model instanceof SpikingResNet) {
-    const { arch, ...options } = config;
-    return { name: arch as string, options: { ...options, T: model.T } };
+    const { modules: _modules, arch, ...options } = model.config;
+    return { name: arch, options: { ...options, T: model.T } };
   }
-  return { name: "plain", options: { ...config, T: model.T } };
+  if (model instanceof PlainSpikingCnn) {
+    const { modules: _modules, ...options } = model.config;
+    return { name: "plain", options: { ...options, T: model.T } };
+  }
+  throw new Error(`nir: cannot export a ${model.constructor.name}; expected a spikegpu model`);
 }
 
 /** The NIR graph of `model` with its current weights and BN running statistics. */

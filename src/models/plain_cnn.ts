@@ -11,7 +11,7 @@ import { BatchNorm, Conv2d, Lif, Linear } from "../nn/layers.ts";
 import type { LifOptions } from "../ops/lif.ts";
 import { Module, ModuleList } from "../nn/module.ts";
 import type { Tensor } from "../tensor/tensor.ts";
-import type { ModelOptions } from "./registry.ts";
+import type { ModelOptions } from "./model.ts";
 import {
   type Attached,
   type AttachmentTaps,

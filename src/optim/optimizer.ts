@@ -1,14 +1,12 @@
 /**
- * What every optimizer offers the training loop, the per-parameter GPU state they share, and
- * `createOptimizer` (name -> optimizer) for command lines and configs.
+ * What every optimizer offers the training loop and the per-parameter GPU state they share (optimizers
+ * by name: registry.ts).
  *
  * State follows torch.optim: a parameter gets state at its first update (a parameter whose grad is null
  * is skipped and gets none), and its tensors live outside any scope until the optimizer is disposed.
  */
 import { untracked } from "../tensor/scope.ts";
 import { Tensor } from "../tensor/tensor.ts";
-import { Adam, AdamW } from "./adam.ts";
-import { SGD } from "./sgd.ts";
 
 /**
  * A snapshot of an optimizer, for checkpoints. `slots` holds, per slot name (e.g. "exp_avg",
@@ -53,9 +51,6 @@ export interface Optimizer {
   dispose(): void;
 }
 
-/** Optimizers `createOptimizer` builds. */
-export type OptimizerKind = "sgd" | "adam" | "adamw";
-
 /** The union of the optimizers' options; each optimizer reads the ones it knows. */
 export interface OptimizerOptions {
   /** Learning rate. */
@@ -72,20 +67,6 @@ export interface OptimizerOptions {
   eps?: number;
   /** Weight decay (default 0; 0.01 for AdamW). */
   weightDecay?: number;
-}
-
-/** The optimizer `kind` over `params`. */
-export function createOptimizer(kind: OptimizerKind, params: Tensor[], options: OptimizerOptions): Optimizer {
-  switch (kind) {
-    case "sgd":
-      return new SGD(params, options);
-    case "adam":
-      return new Adam(params, options);
-    case "adamw":
-      return new AdamW(params, options);
-    default:
-      throw new Error(`optimizer: unknown kind "${kind}"; expected "sgd", "adam" or "adamw"`);
-  }
 }
 
 /** Throws unless `value` is a finite number at least `min` (and below `below`, when given). */

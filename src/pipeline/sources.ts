@@ -1,16 +1,20 @@
 /**
- * The source stage for the CLI: the configured data set's train and test splits behind DataLoaders
- * (shuffled from the seed, augmentation in workers), optionally limited to their first samples.
+ * The source stage a configuration builds: the configured data set's train and test splits behind
+ * DataLoaders (shuffled from the seed, augmentation in workers), optionally limited to their first samples.
  */
-import type { RunConfig } from "../cli/config.ts";
+import type { RunConfig } from "./config.ts";
 import type { Dataset, DatasetOptions } from "../data/dataset.ts";
 import { DataLoader } from "../data/loader.ts";
-import { createDataset } from "../data/registry.ts";
+import { createDataset, isEventDataset } from "../data/registry.ts";
 import type { Rng } from "../data/rng.ts";
+import type { BatchSource } from "./stage.ts";
 
+/** What a source stage yields: the batches to train and evaluate on. */
 export interface Sources {
-  train: DataLoader;
-  test: DataLoader | null;
+  /** Training batches (shuffled per epoch). */
+  train: BatchSource;
+  /** Evaluation batches, or none. */
+  test: BatchSource | null;
   /** Channels of one input frame: 1 (MNIST), 3 (images) or 2 (event polarities). */
   inChannels: number;
 }
@@ -28,12 +32,13 @@ function firstSamples(dataset: Dataset, limit: number): Dataset {
   };
 }
 
+/** The configured data set's splits as batch sources (the source stage a configuration describes). */
 export async function openSources(config: RunConfig): Promise<Sources> {
   const options: DatasetOptions = {
     dataDir: config.dataDir || undefined,
     augment: config.augment,
   };
-  if (config.dataset === "es-imagenet" || config.dataset === "cifar10-dvs") options.T = config.T;
+  if (isEventDataset(config.dataset)) options.T = config.T;
   const trainSet = firstSamples(
     await createDataset(config.dataset, { ...options, split: "train" }),
     config.trainLimit,

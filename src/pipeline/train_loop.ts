@@ -14,14 +14,13 @@ import { FiniteWatch } from "../optim/finite_check.ts";
 import type { GradScaler } from "../optim/grad_scaler.ts";
 import type { Optimizer } from "../optim/optimizer.ts";
 import { learningRateAt, type ScheduleOptions } from "../optim/schedule.ts";
-import type { SmlLossOptions } from "../sml/loss.ts";
 import { writeFileAtomic } from "../io/atomic.ts";
 import { firstNonFinite, writeCheckpoint } from "../io/checkpoint.ts";
 import { MetricsAccumulator, type MetricsSnapshot } from "./metrics.ts";
 import type { EpochRecord, FaultRecord, HeadMetrics, RunFolder, StepRecord } from "./run_folder.ts";
 import type { BatchSource } from "./stage.ts";
 import { captureCheckpoint, type Progress, type StateSources } from "./training_state.ts";
-import { evalStep, trainStep } from "./train_step.ts";
+import { evalStep, type LossStage, trainStep } from "./train_step.ts";
 
 /** How the loop trains, logs, evaluates and checkpoints. */
 export interface LoopOptions {
@@ -29,8 +28,8 @@ export interface LoopOptions {
   epochs: number;
   /** Learning-rate schedule. */
   schedule: ScheduleOptions;
-  /** SML loss weights. */
-  loss: SmlLossOptions;
+  /** The loss stage: the SML loss weights or the caller's own loss function. */
+  loss: LossStage;
   /** Read metrics and log every this many steps. */
   logEvery: number;
   /** Evaluate every this many epochs (and after the last). */
@@ -112,7 +111,7 @@ function lifRates(report: ActivityReport | null): Record<string, number> {
 export async function evaluate(
   model: SpikingModel,
   source: BatchSource,
-  loss: SmlLossOptions,
+  loss: LossStage,
   half = false,
 ): Promise<{ metrics: HeadMetrics; activity: ActivityReport }> {
   const metrics = new MetricsAccumulator(1 + model.surrogates.length);
@@ -122,7 +121,7 @@ export async function evaluate(
     let full = 0;
     for await (const batch of source.epoch(0)) {
       full ||= batch.labels.length;
-      evalStep(model, batch, metrics, loss, activity, full, half);
+      evalStep({ model, loss, metrics, activity, padTo: full, half }, batch);
     }
     return { metrics: percent(await metrics.read()), activity: await activity.report(model.T) };
   } finally {

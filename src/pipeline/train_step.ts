@@ -9,7 +9,7 @@ import type { ActivityRecorder } from "../nn/activity.ts";
 import { autocast } from "../ops/autocast.ts";
 import type { GradScaler } from "../optim/grad_scaler.ts";
 import type { Optimizer } from "../optim/optimizer.ts";
-import { smlLoss, type SmlLossOptions } from "../sml/loss.ts";
+import { type SmlLoss, smlLoss, type SmlLossOptions } from "../sml/loss.ts";
 import { Scope } from "../tensor/scope.ts";
 import { Tape } from "../tensor/tape.ts";
 import { Tensor } from "../tensor/tensor.ts";
@@ -49,14 +49,31 @@ export function upload(batch: HostBatch): DeviceBatch {
   };
 }
 
+/** A loss of the SNN's and the modules' logits: its `loss` is what backward starts from. */
+export type LossFunction = (logits: Tensor, moduleLogits: readonly Tensor[], labels: Tensor) => SmlLoss;
+
+/** The loss stage: the SML loss with these weights, or the caller's own loss function. */
+export type LossStage = SmlLossOptions | LossFunction;
+
+function lossParts(
+  stage: LossStage,
+  logits: Tensor,
+  moduleLogits: readonly Tensor[],
+  labels: Tensor,
+): SmlLoss {
+  return typeof stage === "function"
+    ? stage(logits, moduleLogits, labels)
+    : smlLoss(logits, moduleLogits, labels, stage);
+}
+
 /** What a training step works with. */
 export interface TrainStepContext {
   /** The model. */
   model: SpikingModel;
   /** Its optimizer. */
   optimizer: Optimizer;
-  /** SML loss weights. */
-  loss: SmlLossOptions;
+  /** The loss stage: the SML loss weights or the caller's own loss function. */
+  loss: LossStage;
   /** Where the step's loss and accuracy accumulate. */
   metrics: MetricsAccumulator;
   /** When set, this step also records layer activity (firing rates) into it. */
@@ -78,7 +95,7 @@ export function trainStep(context: TrainStepContext, batch: HostBatch): void {
       const { input, labels, size } = upload(batch);
       const forward = () => scaler ? autocast(() => model.forward(input)) : model.forward(input);
       const out: ForwardResult = context.activity ? context.activity.run(forward) : forward();
-      const parts = smlLoss(out.logits, out.moduleLogits, labels, context.loss);
+      const parts = lossParts(context.loss, out.logits, out.moduleLogits, labels);
       metrics.add(size, parts, [out.logits, ...out.moduleLogits], labels);
       return parts.loss;
     });
@@ -98,22 +115,27 @@ export function trainStep(context: TrainStepContext, batch: HostBatch): void {
   }
 }
 
+export interface EvalStepContext {
+  model: SpikingModel;
+  loss: LossStage;
+  metrics: MetricsAccumulator;
+  /** When set, layer activity (firing rates, synaptic operations) of the real samples accumulates here. */
+  activity?: ActivityRecorder;
+  /** Pad a smaller batch with zero samples to this size (see evalStep); 0: never. */
+  padTo?: number;
+  /** Run the forward under `autocast` (f16 convolutions). */
+  half?: boolean;
+}
+
 /**
  * Evaluation stage: eval-mode forward with the surrogate modules kept (their top-1 is reported), no
  * tape; loss, top-1/top-5 and, when `activity` is given, layer activity accumulate on the GPU. A batch
  * smaller than `padTo` is padded with zero samples to that size, so a test set's last, partial batch
  * runs through the kernels already compiled for full batches (eval mode couples no samples); only the
- * real samples' outputs and activity are counted. `half` runs the forward under `autocast`.
+ * real samples' outputs and activity are counted.
  */
-export function evalStep(
-  model: SpikingModel,
-  batch: HostBatch,
-  metrics: MetricsAccumulator,
-  lossOptions: SmlLossOptions,
-  activity?: ActivityRecorder,
-  padTo = 0,
-  half = false,
-): void {
+export function evalStep(context: EvalStepContext, batch: HostBatch): void {
+  const { model, metrics, activity, padTo = 0, half = false } = context;
   model.eval();
   const scope = new Scope();
   try {
@@ -128,7 +150,7 @@ export function evalStep(
         padded ? leadingRows(head, size) : head
       );
       const realLabels = padded ? leadingRows(labels, size) : labels;
-      const parts = smlLoss(logits, moduleLogits, realLabels, lossOptions);
+      const parts = lossParts(context.loss, logits, moduleLogits, realLabels);
       metrics.add(size, parts, [logits, ...moduleLogits], realLabels);
     });
   } finally {

@@ -2,25 +2,32 @@
  * Scopes own the tensors created while they are active, so one `dispose()` releases a whole step's
  * intermediates. Tensors created outside any scope (parameters, optimizer state) live until disposed.
  */
-import type { Tensor } from "./tensor.ts";
+
+/**
+ * What a scope owns: a tensor, seen only as something it can dispose (so tensor.ts, which registers each
+ * new tensor with the current scope, and this file do not import each other).
+ */
+export interface Owned {
+  dispose(): void;
+}
 
 /** Owns the tensors created while it is active, and disposes them at once. */
 export class Scope {
-  readonly #tensors = new Set<Tensor>();
+  readonly #tensors = new Set<Owned>();
 
   /** Takes ownership of `tensor`; called when a tensor is created in this scope. */
-  track(tensor: Tensor): void {
+  track(tensor: Owned): void {
     this.#tensors.add(tensor);
   }
 
   /** Hands a tensor to the caller: the scope will no longer dispose it. */
-  keep<T extends Tensor>(tensor: T): T {
+  keep<T extends Owned>(tensor: T): T {
     this.#tensors.delete(tensor);
     return tensor;
   }
 
   /** Disposes `tensor` now, if this scope still owns it. */
-  release(tensor: Tensor): void {
+  release(tensor: Owned): void {
     if (this.#tensors.delete(tensor)) tensor.dispose();
   }
 

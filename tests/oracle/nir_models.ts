@@ -10,7 +10,7 @@ import { initGpu } from "../../src/gpu/device.ts";
 import { writeCheckpoint } from "../../src/io/checkpoint.ts";
 import { exportNir } from "../../src/io/nir.ts";
 import { createModel, type ModelOptions } from "../../src/models/registry.ts";
-import { createOptimizer } from "../../src/optim/optimizer.ts";
+import { createOptimizer } from "../../src/optim/registry.ts";
 import { MetricsAccumulator } from "../../src/pipeline/metrics.ts";
 import { captureCheckpoint } from "../../src/pipeline/training_state.ts";
 import { type HostBatch, trainStep } from "../../src/pipeline/train_step.ts";

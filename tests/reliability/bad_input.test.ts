@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { FLAGS, parseConfig } from "../../src/cli/config.ts";
-import { modelOptionsFor } from "../../src/cli/train.ts";
+import { modelOptionsFor } from "../../src/pipeline/stages.ts";
 import { createDataset } from "../../src/data/registry.ts";
 import type { DatasetName, DatasetOptions } from "../../src/data/dataset.ts";
 import { DataLoader } from "../../src/data/loader.ts";
@@ -23,7 +23,7 @@ import {
 } from "../../src/io/checkpoint.ts";
 import { stateDict } from "../../src/io/state_dict.ts";
 import { createModel } from "../../src/models/registry.ts";
-import { createOptimizer } from "../../src/optim/optimizer.ts";
+import { createOptimizer } from "../../src/optim/registry.ts";
 import {
   captureCheckpoint,
   restoreCheckpoint,

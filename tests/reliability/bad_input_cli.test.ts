@@ -8,12 +8,12 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { parseConfig } from "../../src/cli/config.ts";
-import { modelOptionsFor } from "../../src/cli/train.ts";
+import { modelOptionsFor } from "../../src/pipeline/stages.ts";
 import { synchronize } from "../../src/gpu/kernels.ts";
 import { type Checkpoint, encodeCheckpoint, restoreArray, storeArray } from "../../src/io/checkpoint.ts";
 import { encodeSafetensors, type NamedArray } from "../../src/io/safetensors.ts";
 import { createModel } from "../../src/models/registry.ts";
-import { createOptimizer } from "../../src/optim/optimizer.ts";
+import { createOptimizer } from "../../src/optim/registry.ts";
 import { captureCheckpoint } from "../../src/pipeline/training_state.ts";
 import { setupGpu } from "../helpers.ts";
 import { cifarPixels, cifarRecords, npzBytes, writeFile } from "../data/writers.ts";

@@ -14,7 +14,7 @@ import { synchronize, writeBuffer } from "../../src/gpu/kernels.ts";
 import { createTensorBuffer } from "../../src/gpu/pool.ts";
 import { firstNonFinite, readCheckpoint } from "../../src/io/checkpoint.ts";
 import { createModel, type ModelOptions, type SpikingModel } from "../../src/models/registry.ts";
-import { createOptimizer } from "../../src/optim/optimizer.ts";
+import { createOptimizer } from "../../src/optim/registry.ts";
 import { type FaultRecord, type MetricsRecord, RunFolder } from "../../src/pipeline/run_folder.ts";
 import type { BatchSource } from "../../src/pipeline/stage.ts";
 import { type LoopObserver, NonFiniteError, runTraining } from "../../src/pipeline/train_loop.ts";

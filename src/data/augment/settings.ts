@@ -26,7 +26,9 @@ const NAMED = {
   reference: { crop: true, flip: true, autoAugment: true, cutout: true },
 } as const satisfies Record<string, AugmentFlags>;
 
+/** One augmentation name. */
 export type AugmentName = keyof typeof NAMED;
+/** Every augmentation name, in the order --help lists them. */
 export const AUGMENT_NAMES: readonly AugmentName[] = Object.keys(NAMED) as AugmentName[];
 
 /** A name, a list of names (their union), or explicit flags. */

@@ -1,13 +1,5 @@
-/** A named set of defaults for one data set and model, as the paper trained it. */
-import type { RunConfig } from "../src/cli/config.ts";
-
-/** A named set of hyperparameters from the paper: run defaults that explicit flags override. */
-export interface Preset {
-  /** One line saying what the preset trains and where its numbers come from. */
-  description: string;
-  /** Values that replace the embedded defaults; explicit flags replace these. */
-  config: Partial<RunConfig>;
-}
+/** The values the paper's pipelines share. */
+import type { RunConfig } from "../src/pipeline/config.ts";
 
 /**
  * What every full-size preset shares with the reference code (SPEC §5, §7): the published stem width,
