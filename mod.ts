@@ -6,7 +6,7 @@
  */
 
 /** The package version (semver), the same as deno.json's. */
-export { VERSION } from "./src/version.ts";
+export { VERSION } from "./src/pipeline/version.ts";
 
 // GPU runtime
 /** Acquire the process-wide WebGPU adapter and device; call once before creating tensors. */

@@ -5,20 +5,28 @@
  */
 import { f32 } from "./common.ts";
 
-interface SurrogateDefinition<P extends Record<string, number>> {
+/** One surrogate: its parameters' defaults and the WGSL of its derivative. */
+export interface SurrogateDefinition<P extends Record<string, number>> {
   /** Every parameter, with its default. */
   defaults: P;
   /** WGSL `fn surrogate_grad(z: f32) -> f32`, with z = u - theta. */
   wgsl: (params: P) => string;
 }
 
-function define<P extends Record<string, number>>(definition: SurrogateDefinition<P>) {
-  return definition;
+/** Each surrogate's parameters. */
+export interface SurrogateParameters {
+  /** Sharpness gamma and the region r outside which the gradient is 0. */
+  dspike: { gamma: number; region: number };
+  /** Slope alpha. */
+  sigmoid: { alpha: number };
+  /** Slope alpha. */
+  atan: { alpha: number };
 }
 
-export const SURROGATES = {
+/** Every surrogate gradient, by the name the API and `--surrogate` use. */
+export const SURROGATES: { [K in keyof SurrogateParameters]: SurrogateDefinition<SurrogateParameters[K]> } = {
   /** Dspike (Li et al. 2021): gamma (1 - tanh(gamma z)^2) / (2 tanh(gamma r)) for |z| <= r, else 0. */
-  dspike: define({
+  dspike: {
     defaults: { gamma: 2.5, region: 1 },
     // Written as 4e / (1 + e)^2 with e = exp(-2 gamma |z|): the same value without tanh, whose exp-based
     // forms overflow for large z.
@@ -28,31 +36,32 @@ fn surrogate_grad(z: f32) -> f32 {
   let sech2 = 4.0 * e / ((1.0 + e) * (1.0 + e));
   return select(0.0, ${f32(gamma / (2 * Math.tanh(gamma * region)))} * sech2, abs(z) <= ${f32(region)});
 }`,
-  }),
+  },
   /** SpikingJelly's sigmoid surrogate: the derivative of sigmoid(alpha z). */
-  sigmoid: define({
+  sigmoid: {
     defaults: { alpha: 4.0 },
     wgsl: ({ alpha }) => `
 fn surrogate_grad(z: f32) -> f32 {
   let sig = 1.0 / (1.0 + exp(${f32(-alpha)} * z));
   return ${f32(alpha)} * sig * (1.0 - sig);
 }`,
-  }),
+  },
   /** SpikingJelly's atan surrogate: the derivative of atan(pi/2 alpha z) / pi + 1/2. */
-  atan: define({
+  atan: {
     defaults: { alpha: 2.0 },
     wgsl: ({ alpha }) => `
 fn surrogate_grad(z: f32) -> f32 {
   let w = ${f32((Math.PI / 2) * alpha)} * z;
   return ${f32(alpha / 2)} / (1.0 + w * w);
 }`,
-  }),
+  },
 };
 
-export type Surrogate = keyof typeof SURROGATES;
+/** A surrogate's name. */
+export type Surrogate = keyof SurrogateParameters;
 
 /** Every surrogate's name, in table order. */
-export const SURROGATE_NAMES = Object.keys(SURROGATES) as Surrogate[];
+export const SURROGATE_NAMES: readonly Surrogate[] = Object.keys(SURROGATES) as Surrogate[];
 
 /** A surrogate with every parameter resolved. */
 export type SurrogateSpec = {

@@ -16,7 +16,7 @@ import { type NirGraph, poolWindow } from "../src/io/nir_graph.ts";
 import { decodeNir, encodeNir } from "../src/io/nir_hdf5.ts";
 import { importNir } from "../src/io/nir_import.ts";
 import { createModel, type SpikingModel } from "../src/models/registry.ts";
-import { PlainSpikingCnn } from "../src/models/plain_cnn.ts";
+import type { PlainSpikingCnn } from "../src/models/plain_cnn.ts";
 import { SpikingResNet } from "../src/models/spiking_resnet.ts";
 import { expandTime } from "../src/ops/time.ts";
 import { Scope } from "../src/tensor/scope.ts";

@@ -12,7 +12,7 @@ import { linear } from "../src/ops/linear.ts";
 import { crossEntropy } from "../src/ops/loss.ts";
 import { adaptiveAvgPool2d } from "../src/ops/pool.ts";
 import { meanOverTime } from "../src/ops/time.ts";
-import { Tensor } from "../src/tensor/tensor.ts";
+import type { Tensor } from "../src/tensor/tensor.ts";
 import { assertMargins, checkOp, Fixture, setupGpu } from "./helpers.ts";
 
 const T = 2;

@@ -8,7 +8,7 @@ import { prepareRun, run } from "../pipeline/run.ts";
 import { PIPELINES } from "../../pipelines/presets.ts";
 import { runProbe } from "./probe.ts";
 import { helpText, parseConfig } from "./config.ts";
-import { VERSION } from "../version.ts";
+import { VERSION } from "../pipeline/version.ts";
 import { ProgressPrinter } from "./progress.ts";
 
 export async function main(args: string[]): Promise<number> {

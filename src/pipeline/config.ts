@@ -45,7 +45,11 @@ function option<T>(flag: string, kind: OptionKind<T>, defaultValue: T, help: str
  * paper's lr and decay over 4 epochs (95.85% test top-1 in about 9 min on 2 cores with an empty shader
  * cache; 5 epochs reach 96.15% in 10 min 51 s). lambda = 0.5: in the PyTorch reference on these digits
  * it reached 94.9% after 3 epochs where the CIFAR value 0.9 reached 93.8%.
+ *
+ * Its type is inferred on purpose (JSR calls that a slow type): RunConfig is derived from it, so that an
+ * option is one entry here; an explicit annotation would be a second list of every option.
  */
+// deno-lint-ignore no-slow-types
 export const OPTIONS = {
   /** The pipeline the other values start from (checked against the pipelines by the CLI). */
   preset: option("preset", text, "mnist", "hyperparameter preset"),
