@@ -58,6 +58,8 @@ export interface RunConfig {
   trainLimit: number;
   testLimit: number;
   probe: boolean;
+  /** Require a data-parallel job (an MPI launcher); without the flag a launcher is still detected. */
+  distributed: boolean;
 }
 
 interface FlagSpec {
@@ -139,6 +141,11 @@ export const FLAGS: Record<string, FlagSpec> = {
   },
   "test-limit": { key: "testLimit", type: "string", help: "use only the first N test samples (0: all)" },
   "probe": { key: "probe", type: "boolean", help: "print the gradient-error probe on one batch and exit" },
+  "distributed": {
+    key: "distributed",
+    type: "boolean",
+    help: "data-parallel over MPI ranks (mpirun/srun); an error without a launcher",
+  },
 };
 
 /**
@@ -193,6 +200,7 @@ export const DEFAULTS: RunConfig = {
   trainLimit: 0,
   testLimit: 0,
   probe: false,
+  distributed: false,
 };
 
 function fail(flag: string, value: unknown, expected: string): never {

@@ -14,6 +14,8 @@ import { RunFolder } from "../pipeline/run_folder.ts";
 import { openSources } from "../pipeline/sources.ts";
 import { evaluate, runTraining } from "../pipeline/train_loop.ts";
 import { restoreCheckpoint, type StateSources } from "../pipeline/training_state.ts";
+import { DataParallel, requireSameSettings, requireSameWeights } from "../dist/data_parallel.ts";
+import { failJob, type Job, joinJob, rankName } from "../dist/job.ts";
 import { runProbe } from "./probe.ts";
 import { helpText, parseConfig, type RunConfig } from "./config.ts";
 import { ProgressPrinter } from "./progress.ts";
@@ -76,22 +78,41 @@ function defaultOutputDir(config: RunConfig): string {
   return join("runs", `${config.preset}-${config.model}${config.noSb ? "-nosb" : ""}-${stamp}`);
 }
 
+/** This process's data-parallel job, once joined; an error then stops every rank (see failJob). */
+let job = null as Job | null;
+
 export async function main(args: string[]): Promise<number> {
   const { config, explicit, help } = parseConfig(args);
   if (help) {
     console.log(helpText());
     return 0;
   }
-  if (config.exportWeights) await requireWritable("export-weights", config.exportWeights);
+  job = joinJob(config.distributed);
+  const ranks = job ? { rank: job.communicator.rank, size: job.communicator.size } : undefined;
+  // Rank 0 speaks for the job; the other ranks print their adapter and their errors only.
+  const leader = !ranks || ranks.rank === 0;
+  const log = (line: string) => leader && console.log(line);
+  if (job && config.probe) {
+    throw new Error("--probe: runs in one process; start it without mpirun/srun");
+  }
+  if (config.exportWeights && leader) await requireWritable("export-weights", config.exportWeights);
   const gpu = await initGpu({ requireF16: config.f16 }).catch((error: Error) => {
     throw config.f16 ? new Error(`--f16: ${error.message}`) : error;
   });
-  console.log(`adapter: ${describeAdapter(gpu.adapter)}`);
+  if (job) {
+    if (leader) log(`distributed: ${ranks!.size} ranks, ${job.communicator.description}`);
+    console.log(
+      `adapter (${rankName(job)}, local rank ${job.communicator.localRank}, ${job.gpu.detail}): ` +
+        describeAdapter(gpu.adapter),
+    );
+  } else {
+    console.log(`adapter: ${describeAdapter(gpu.adapter)}`);
+  }
   const checkpoint = config.resume ? await readCheckpoint(config.resume) : null;
   // The data order continues from the checkpoint's seed unless a new one is asked for.
   const savedSeed = (checkpoint?.rng as { seed?: number } | undefined)?.seed;
   if (savedSeed !== undefined && !explicit.has("seed")) config.seed = savedSeed;
-  const { train, test, inChannels } = await openSources(config);
+  const { train, test, inChannels } = await openSources(config, ranks);
   try {
     const modelOptions = modelOptionsFor(config, train.numClasses, inChannels);
     const model = buildModel(config, modelOptions);
@@ -110,18 +131,30 @@ export async function main(args: string[]): Promise<number> {
       config: config as unknown as Record<string, unknown>,
       seed: config.seed,
       scaler,
+      world: ranks?.size,
     };
     let start = { epoch: 0, step: 0, batchInEpoch: 0, bestAccuracy: -1 };
     if (checkpoint) {
       start = await restoreCheckpoint(checkpoint, state, config.resume);
-      console.log(`resumed ${config.resume}: epoch ${start.epoch + 1}, step ${start.step}, T=${config.T}`);
+      log(`resumed ${config.resume}: epoch ${start.epoch + 1}, step ${start.step}, T=${config.T}`);
     }
     if (config.initWeights) {
       await loadSafetensors(config.initWeights, model, { allowMissingSurrogates: true });
-      console.log(`weights from ${config.initWeights}`);
+      log(`weights from ${config.initWeights}`);
+    }
+    if (job) {
+      // Before any step: the same flags, data and model on every rank, and rank 0's weights everywhere.
+      const shapes = model.namedParameters().map(([name, p]) => `${name}:${p.shape.join("x")}`);
+      requireSameSettings(job.communicator, "configuration", {
+        config,
+        modelOptions,
+        data: { train: train.length, test: test?.length ?? 0, classes: train.numClasses },
+        parameters: shapes,
+      });
+      await requireSameWeights(job.communicator, model);
     }
     const parameterCount = model.parameters().reduce((n, p) => n + p.size, 0);
-    console.log(
+    log(
       `model ${config.model} (${(parameterCount / 1e6).toFixed(2)} M parameters, T=${config.T}, ` +
         `${model.surrogates.length} surrogate modules); data ${config.dataset}: ${train.length} train, ` +
         `${test?.length ?? 0} test samples, ${train.numClasses} classes`,
@@ -133,13 +166,16 @@ export async function main(args: string[]): Promise<number> {
     }
     if (config.testOnly) {
       if (!test) throw new Error(`--test-only: the ${config.dataset} data set has no test split here`);
-      const { metrics, activity } = await evaluate(model, test, loss, config.f16);
-      console.log(JSON.stringify({ test: metrics, ...activity }, null, 2));
+      const parallel = job ? new DataParallel(job.communicator, model, []) : undefined;
+      const { metrics, activity } = await evaluate(model, test, loss, config.f16, parallel);
+      log(JSON.stringify({ test: metrics, ...activity }, null, 2));
       return 0;
     }
-    const folder = await RunFolder.create(config.outputDir || defaultOutputDir(config));
-    await folder.writeConfig({ ...config, modelOptions });
-    console.log(`run folder ${folder.path}`);
+    const outputDir = config.outputDir || defaultOutputDir(config);
+    const folder = leader ? await RunFolder.create(outputDir) : new RunFolder(outputDir);
+    if (leader) await folder.writeConfig({ ...config, modelOptions });
+    log(`run folder ${folder.path}`);
+    const parallel = job ? new DataParallel(job.communicator, model, optimizer.params) : undefined;
     const summary = await runTraining({
       model,
       optimizer,
@@ -149,7 +185,8 @@ export async function main(args: string[]): Promise<number> {
       state,
       start,
       scaler,
-      observer: new ProgressPrinter(config.epochs),
+      observer: leader ? new ProgressPrinter(config.epochs) : undefined,
+      parallel,
       options: {
         epochs: config.epochs,
         schedule: {
@@ -165,12 +202,12 @@ export async function main(args: string[]): Promise<number> {
         maxSteps: config.maxSteps,
       },
     });
-    if (config.exportWeights) {
+    if (config.exportWeights && leader) {
       await saveSafetensors(config.exportWeights, model);
-      console.log(`weights exported to ${config.exportWeights}`);
+      log(`weights exported to ${config.exportWeights}`);
     }
     const best = summary.bestAccuracy >= 0 ? `, best test top-1 ${summary.bestAccuracy.toFixed(2)}%` : "";
-    console.log(`done: ${summary.epochs} epochs, ${summary.steps} steps${best}; run folder ${folder.path}`);
+    log(`done: ${summary.epochs} epochs, ${summary.steps} steps${best}; run folder ${folder.path}`);
     return 0;
   } finally {
     train.close();
@@ -183,9 +220,11 @@ if (import.meta.main) {
   try {
     code = await main(Deno.args);
   } catch (error) {
+    if (job && job.communicator.size > 1) failJob(job, error);
     console.error(`error: ${(error as Error).message}`);
   }
   // Let recorded GPU work finish: wgpu aborts a process that exits while a submission still runs.
   await synchronize().catch(() => {});
+  job?.communicator.finalize();
   Deno.exit(code);
 }

@@ -39,7 +39,14 @@ function firstSamples(dataset: Dataset, limit: number): Dataset {
   };
 }
 
-export async function openSources(config: RunConfig): Promise<Sources> {
+/**
+ * `ranks`: this process's place in a data-parallel job; training takes its padded shard of each epoch,
+ * evaluation its unpadded one (every test sample counted once over all ranks).
+ */
+export async function openSources(
+  config: RunConfig,
+  ranks?: { rank: number; size: number },
+): Promise<Sources> {
   const options: DatasetOptions = {
     dataDir: config.dataDir || undefined,
     augment: augmentSetting(config.augment),
@@ -62,6 +69,7 @@ export async function openSources(config: RunConfig): Promise<Sources> {
     dropLast: config.dropLast,
     workers,
     prefetch: config.prefetch,
+    shard: ranks && { ...ranks, pad: true },
   });
   const test = testSet.length > 0
     ? new DataLoader(testSet, {
@@ -70,6 +78,7 @@ export async function openSources(config: RunConfig): Promise<Sources> {
       train: false,
       workers,
       prefetch: config.prefetch,
+      shard: ranks && { ...ranks, pad: false },
     })
     : null;
   const shape = trainSet.sampleShape;
