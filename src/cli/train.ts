@@ -15,7 +15,7 @@ import { openSources } from "../pipeline/sources.ts";
 import { evaluate, runTraining } from "../pipeline/train_loop.ts";
 import { restoreCheckpoint, type StateSources } from "../pipeline/training_state.ts";
 import { DataParallel, requireSameSettings, requireSameWeights } from "../dist/data_parallel.ts";
-import { failJob, type Job, joinJob, rankName } from "../dist/job.ts";
+import { describeRanks, failJob, type Job, joinJob, rankName } from "../dist/job.ts";
 import { runProbe } from "./probe.ts";
 import { helpText, parseConfig, type RunConfig } from "./config.ts";
 import { ProgressPrinter } from "./progress.ts";
@@ -100,9 +100,12 @@ export async function main(args: string[]): Promise<number> {
     throw config.f16 ? new Error(`--f16: ${error.message}`) : error;
   });
   if (job) {
-    if (leader) log(`distributed: ${ranks!.size} ranks, ${job.communicator.description}`);
+    const table = describeRanks(job);
+    log(`distributed: ${ranks!.size} ranks, ${job.communicator.description}; ${table}`);
     console.log(
-      `adapter (${rankName(job)}, local rank ${job.communicator.localRank}, ${job.gpu.detail}): ` +
+      `adapter (${
+        rankName(job)
+      }, pid ${Deno.pid}, local rank ${job.communicator.localRank}, ${job.gpu.detail}): ` +
         describeAdapter(gpu.adapter),
     );
   } else {

@@ -64,10 +64,10 @@ export class DataParallel {
  */
 export function requireSameSettings(communicator: Communicator, what: string, settings: unknown): void {
   const all = gatherText(communicator, stableJson(settings));
-  const reference = JSON.parse(all[0]) as Record<string, unknown>;
+  const reference = flatten(JSON.parse(all[0]));
   for (let rank = 1; rank < all.length; rank++) {
     if (all[rank] === all[0]) continue;
-    const other = JSON.parse(all[rank]) as Record<string, unknown>;
+    const other = flatten(JSON.parse(all[rank]));
     const keys = [...new Set([...Object.keys(reference), ...Object.keys(other)])]
       .filter((key) => JSON.stringify(reference[key]) !== JSON.stringify(other[key]));
     const shown = keys.slice(0, 4).map((key) =>
@@ -128,6 +128,16 @@ function gatherText(communicator: Communicator, text: string): string[] {
     lengths,
     (length, rank) => new TextDecoder().decode(all.subarray(rank * longest, rank * longest + length)),
   );
+}
+
+/** Nested objects as dotted keys ("config.batchSize"), so a difference names the setting itself. */
+function flatten(value: unknown, prefix = "", into: Record<string, unknown> = {}): Record<string, unknown> {
+  if (value && typeof value === "object" && !Array.isArray(value)) {
+    for (const [key, inner] of Object.entries(value)) flatten(inner, prefix ? `${prefix}.${key}` : key, into);
+  } else {
+    into[prefix] = value;
+  }
+  return into;
 }
 
 /** JSON with object keys sorted, so equal settings give equal text whatever order they were built in. */

@@ -26,6 +26,24 @@ export function rankName(job: Job): string {
 }
 
 /**
+ * "rank 0: pid 28814 on node1, rank 1: pid 28815 on node1": what rank 0 prints at start, so that a
+ * launcher's report of a dead process (MPICH's hydra names its PID and host) names the rank too.
+ */
+export function describeRanks(job: Job): string {
+  const { communicator } = job;
+  const host = new Uint8Array(68);
+  new DataView(host.buffer).setUint32(0, Deno.pid, true);
+  host.set(new TextEncoder().encode(Deno.hostname()).subarray(0, 64), 4);
+  const all = communicator.allgather(host);
+  return Array.from({ length: communicator.size }, (_, rank) => {
+    const entry = all.subarray(rank * 68, rank * 68 + 68);
+    const pid = new DataView(entry.buffer, entry.byteOffset).getUint32(0, true);
+    const name = new TextDecoder().decode(entry.subarray(4)).replace(/\0+$/, "");
+    return `rank ${rank}: pid ${pid} on ${name}`;
+  }).join(", ");
+}
+
+/**
  * Ends the whole job after an error on this rank: the message names the rank, and MPI_Abort makes the
  * launcher stop every other rank (instead of leaving them waiting in their next collective).
  */
