@@ -47,6 +47,8 @@ interface WorkerResult {
   ranks: number;
   imagesPerSecond: number;
   stepMs: number;
+  /** Waiting at a barrier for the slowest rank (load imbalance, not communication). */
+  waitMs: number;
   stagingMs: number;
   allreduceMs: number;
   uploadMs: number;
@@ -90,13 +92,17 @@ async function worker(own: Options): Promise<void> {
       if (batches.length === total) break;
     }
   }
-  const spent = { staging: 0, allreduce: 0, upload: 0 };
+  const spent = { wait: 0, staging: 0, allreduce: 0, upload: 0 };
   let start = 0;
   for (let step = 0; step < total; step++) {
     if (step === own.warmup) {
       await synchronize();
       start = performance.now();
-      spent.staging = spent.allreduce = spent.upload = 0;
+      spent.wait =
+        spent.staging =
+        spent.allreduce =
+        spent.upload =
+          0;
     }
     const batch = batches[step % batches.length];
     const context = { model, optimizer, loss: {}, metrics };
@@ -105,8 +111,11 @@ async function worker(own: Options): Promise<void> {
       continue;
     }
     await trainStepReduced(context, batch, async () => {
-      // Wait for backward first, so the staging time is the copy and readback alone.
+      // Wait for backward, then for the slowest rank, so that staging and allreduce are timed alone.
       await synchronize();
+      const arrived = performance.now();
+      comm!.barrier();
+      spent.wait += performance.now() - arrived;
       await parallel.gradients.run();
       const { readback, allreduce, upload } = parallel.gradients.timing;
       spent.staging += readback;
@@ -121,6 +130,7 @@ async function worker(own: Options): Promise<void> {
     ranks: world,
     imagesPerSecond: own.steps * config.batchSize * world / seconds,
     stepMs: 1000 * seconds / own.steps,
+    waitMs: spent.wait / own.steps,
     stagingMs: spent.staging / own.steps,
     allreduceMs: spent.allreduce / own.steps,
     uploadMs: spent.upload / own.steps,
@@ -163,7 +173,8 @@ if (import.meta.main) {
     );
     console.log(
       `${several.ranks} ranks:    ${several.imagesPerSecond.toFixed(2)} images/s, ` +
-        `${several.stepMs.toFixed(0)} ms/step; per step: staging ${several.stagingMs.toFixed(1)} ms ` +
+        `${several.stepMs.toFixed(0)} ms/step; per step: waiting for the slowest rank ` +
+        `${several.waitMs.toFixed(1)} ms, staging ${several.stagingMs.toFixed(1)} ms ` +
         `+ allreduce ${several.allreduceMs.toFixed(1)} ms + upload ${several.uploadMs.toFixed(1)} ms ` +
         `for ${mib} MiB; speed-up ${(several.imagesPerSecond / single.imagesPerSecond).toFixed(2)}x`,
     );

@@ -18,6 +18,8 @@ export interface Communicator {
   broadcast(data: Uint8Array, root?: number): void;
   /** Every rank's `data` (same length on all ranks), in rank order. */
   allgather(data: Uint8Array): Uint8Array;
+  /** Returns once every rank has called it. */
+  barrier(): void;
   /** Ends the whole job with `code` (the launcher kills the other ranks). */
   abort(code: number): never;
   finalize(): void;
@@ -60,6 +62,7 @@ export function startCommunicator(required: boolean): Communicator | null {
     allreduce: (data, op) => mpi.allreduce(data, op),
     broadcast: (data, root) => mpi.broadcast(data, root),
     allgather: (data) => mpi.allgather(data),
+    barrier: () => mpi.barrier(),
     abort: (code) => mpi.abort(code),
     finalize: () => mpi.finalize(),
   };

@@ -1,7 +1,7 @@
 /**
  * Gradient averaging for data-parallel training, as DistributedDataParallel does after backward: every
  * parameter's gradient is copied into one flat staging tensor on the GPU, read back once, summed over
- * ranks with one MPI_Allreduce, divided by the world size, uploaded once and copied back into the
+ * ranks with one MPI_Allreduce, uploaded once, multiplied by 1 / ranks on the GPU and copied back into the
  * gradients. One readback and one upload per step, not one per parameter.
  *
  * The same staging tensor carries the batch-norm running statistics: ranks other than 0 contribute
@@ -12,7 +12,8 @@
  * A non-finite gradient on any rank makes the sum non-finite on every rank, so the GradScaler skips (or
  * the finite watch stops) on all ranks at the same step.
  */
-import { copyBuffer, readBuffer, writeBuffer } from "../gpu/kernels.ts";
+import { copyBuffer, dispatch, readBuffer, writeBuffer } from "../gpu/kernels.ts";
+import { averageKernel } from "./average_kernel.ts";
 import { untracked } from "../tensor/scope.ts";
 import { Tensor } from "../tensor/tensor.ts";
 import type { Communicator } from "./communicator.ts";
@@ -76,9 +77,11 @@ export class GradientAllreduce {
     if (rank !== 0) host.fill(0, gradientValues);
     this.communicator.allreduce(host);
     const reduced = performance.now();
-    const gradients = host.subarray(0, gradientValues);
-    for (let i = 0; i < gradients.length; i++) gradients[i] /= size;
     writeBuffer(staging, host);
+    if (gradientValues > 0 && size > 1) {
+      const average = averageKernel(gradientValues, size);
+      dispatch(average, [staging], average.workgroups);
+    }
     for (const part of parts) {
       copyBuffer(staging, part.offset * 4, part.tensor.buffer, 0, part.tensor.byteLength);
     }

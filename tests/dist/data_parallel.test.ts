@@ -58,7 +58,7 @@ Deno.test({
     assert.equal(r0.steps, STEPS);
     assert.equal(r1.steps, STEPS);
     assert.equal(r0.samplesSeen, 2 * BATCH * STEPS - 2);
-    // Sum of two f32 values then / 2 is what a single process computes from the two shards' gradients.
+    // The two f32 gradients summed, times f32(1 / 2): what a single process computes from the two shards.
     assert.deepEqual(r0.meanGradient, r0.referenceMeanGradient);
     assert.deepEqual(r1.meanGradient, r0.referenceMeanGradient);
     // Running statistics: every rank holds rank 0's, the ones a forward on rank 0's batch alone gives.

@@ -106,7 +106,7 @@ async function main(out: string): Promise<void> {
         Float32Array.from(g, (v, j) => {
           let sum = Math.fround(v);
           for (let r = 1; r < size; r++) sum = Math.fround(sum + grads[r][i][j]);
-          return sum / size;
+          return sum * Math.fround(1 / size);
         }),
       )
     );
