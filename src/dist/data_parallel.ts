@@ -37,7 +37,12 @@ export class DataParallel {
 
   /** The mean over ranks of every number in an activity report (layer rates, SOPs, energy). */
   meanActivity(report: ActivityReport): ActivityReport {
-    const values = Float64Array.from([
+    // A rank whose test shard is empty (fewer test samples than ranks) recorded no layers: the vectors
+    // all-reduced must still have one length on every rank.
+    const layers = Float64Array.of(report.layers.length);
+    this.communicator.allreduce(layers, "max");
+    const values = new Float64Array(3 + 2 * layers[0]);
+    values.set([
       report.synapticOps,
       report.macs,
       report.energyMicrojoules,
