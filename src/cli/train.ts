@@ -223,7 +223,7 @@ if (import.meta.main) {
   try {
     code = await main(Deno.args);
   } catch (error) {
-    if (job && job.communicator.size > 1) failJob(job, error);
+    if (job && job.communicator.size > 1) await failJob(job, error);
     console.error(`error: ${(error as Error).message}`);
   }
   // Let recorded GPU work finish: wgpu aborts a process that exits while a submission still runs.

@@ -44,10 +44,18 @@ export function describeRanks(job: Job): string {
 }
 
 /**
+ * How long a rank other than 0 waits before aborting: errors that every rank meets at the same step (a
+ * non-finite loss, a configuration mismatch) then end the job through rank 0, after it has written
+ * its diagnostic, instead of through whichever rank aborted first.
+ */
+export const ABORT_GRACE_MS = 2000;
+
+/**
  * Ends the whole job after an error on this rank: the message names the rank, and MPI_Abort makes the
  * launcher stop every other rank (instead of leaving them waiting in their next collective).
  */
-export function failJob(job: Job, error: unknown): never {
+export async function failJob(job: Job, error: unknown): Promise<never> {
   console.error(`error: ${rankName(job)}: ${(error as Error).message ?? String(error)}`);
+  if (job.communicator.rank !== 0) await new Promise((resolve) => setTimeout(resolve, ABORT_GRACE_MS));
   return job.communicator.abort(1);
 }

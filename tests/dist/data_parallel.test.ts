@@ -114,6 +114,43 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "a non-finite gradient stops every rank at the same step: the error names the rank, rank 0 writes the diagnostic",
+  ignore: !MPIRUN,
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    const ran = await run("mpirun", [
+      "-np",
+      "2",
+      DENO,
+      "run",
+      "-A",
+      TRAIN,
+      ...TINY_CLI,
+      "--train-limit",
+      "32",
+      "--batch-size",
+      "4",
+      "--optimizer",
+      "sgd",
+      "--lr",
+      "1e30",
+      "--output-dir",
+      `${dir}/run`,
+    ]);
+    assert.notEqual(ran.code, 0, ran.text);
+    assert.match(
+      ran.text,
+      /error: rank [01] of 2: training: (the (gradient|value) of .*|the loss) became (NaN or infinite|non-finite) (at|by) step \d+/,
+    );
+    const diagnostic = JSON.parse(await Deno.readTextFile(`${dir}/run/diagnostic.json`));
+    assert.equal(diagnostic.kind, "non-finite");
+    assert.ok(ran.seconds < 120, `${ran.seconds} s`);
+    await Deno.remove(dir, { recursive: true });
+  },
+});
+
+Deno.test({
   name: "kill -9 of one rank ends the job in bounded time; its checkpoint resumes on 2 ranks and on 1",
   ignore: !MPIRUN,
   fn: async () => {
