@@ -14,9 +14,15 @@ import { GradientAllreduce } from "./gradient_allreduce.ts";
 export class DataParallel {
   readonly gradients: GradientAllreduce;
 
-  constructor(readonly communicator: Communicator, model: Module, params: readonly Tensor[]) {
+  /** `bucketBytes`: the staging buckets' size cap (see GradientAllreduce). */
+  constructor(
+    readonly communicator: Communicator,
+    model: Module,
+    params: readonly Tensor[],
+    bucketBytes?: number,
+  ) {
     const statistics = model.stateEntries().flatMap((entry) => entry.kind === "buffer" ? [entry.tensor] : []);
-    this.gradients = new GradientAllreduce(communicator, params, statistics);
+    this.gradients = new GradientAllreduce(communicator, params, statistics, bucketBytes);
   }
 
   get rank(): number {

@@ -119,7 +119,9 @@ async function main(out: string): Promise<void> {
   }
 
   const { model, optimizer } = build();
-  const parallel = new DataParallel(communicator, model, optimizer.params);
+  // Small buckets: the 173 KB of gradients and statistics go through several readbacks.
+  const parallel = new DataParallel(communicator, model, optimizer.params, 16 * 1024);
+  result.buckets = parallel.gradients.bucketCount;
   const loader = new DataLoader(train, { batchSize: BATCH, seed: 1, shard: { rank, size, pad: true } });
   const metrics = new MetricsAccumulator(3, parallel.sum);
   let step = 0;
