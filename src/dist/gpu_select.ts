@@ -10,8 +10,9 @@
  * 2. Mesa's device-select Vulkan layer (an implicit layer shipped with Mesa's Vulkan drivers; it filters
  *    every driver's devices, not only Mesa's): the rank's GPU by PCI address, DRI_PRIME=pci-DDDD_BB_DD_F,
  *    with MESA_VK_DEVICE_SELECT_FORCE_DEFAULT_DEVICE=1 so the other GPUs are hidden from this process.
- *    The GPUs are the PCI display controllers (class 0x03) in address order; local rank r takes the
- *    r-th (modulo their count).
+ *    The GPUs are the PCI display controllers (class 0x03, less a management controller's VGA chip) in
+ *    address order; local rank r takes the r-th (modulo their count), or, when CUDA_VISIBLE_DEVICES holds
+ *    one index (a launcher's one-GPU-per-rank assignment), that one.
  *
  * What is verified and what is not is in docs/distributed.md.
  */
@@ -27,14 +28,21 @@ export interface GpuSelection {
   detail: string;
 }
 
-/** PCI addresses ("0000:65:00.0") of the display controllers, in address order. */
+/** PCI vendors of the VGA chips of servers' management controllers (ASPEED, Matrox): never a compute GPU. */
+const BMC_VENDORS = new Set(["0x1a03", "0x102b"]);
+
+/**
+ * PCI addresses ("0000:65:00.0") of the GPUs: display controllers (class 0x03) other than a management
+ * controller's VGA chip, in address order (CUDA's order under CUDA_DEVICE_ORDER=PCI_BUS_ID).
+ */
 export function displayControllers(root = "/sys/bus/pci/devices"): string[] {
   const found: string[] = [];
   try {
     for (const entry of Deno.readDirSync(root)) {
       try {
         const pciClass = Deno.readTextFileSync(`${root}/${entry.name}/class`).trim();
-        if (/^0x03/.test(pciClass)) found.push(entry.name);
+        const vendor = Deno.readTextFileSync(`${root}/${entry.name}/vendor`).trim();
+        if (/^0x03/.test(pciClass) && !BMC_VENDORS.has(vendor)) found.push(entry.name);
       } catch {
         // A device without a readable class is not a GPU we could select.
       }
@@ -72,12 +80,18 @@ export function selectGpu(localRank: number): GpuSelection {
         "each rank to its GPU in the launcher)",
     };
   }
-  const address = gpus[localRank % gpus.length];
-  const value = `pci-${address.replace(/[:.]/g, "_")}`;
+  // A launcher that gives each rank one GPU the CUDA way (Slurm's --gpus-per-task, a site's wrapper) says
+  // which one: its index, in PCI order, wins over the local rank.
+  const cuda = env("CUDA_VISIBLE_DEVICES");
+  const byCuda = cuda !== undefined && /^\d+$/.test(cuda);
+  const index = (byCuda ? Number(cuda) : localRank) % gpus.length;
+  const value = `pci-${gpus[index].replace(/[:.]/g, "_")}`;
   Deno.env.set("DRI_PRIME", value);
   Deno.env.set("MESA_VK_DEVICE_SELECT_FORCE_DEFAULT_DEVICE", "1");
   return {
     method: "mesa-device-select",
-    detail: `DRI_PRIME=${value} (GPU ${localRank % gpus.length} of ${gpus.length})`,
+    detail: `DRI_PRIME=${value} (GPU ${index} of ${gpus.length}, by ${
+      byCuda ? `CUDA_VISIBLE_DEVICES=${cuda}` : "local rank"
+    })`,
   };
 }

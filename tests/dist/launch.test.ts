@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { shardOrder } from "../../src/data/loader.ts";
 import { detectLaunch } from "../../src/dist/launch.ts";
+import { displayControllers } from "../../src/dist/gpu_select.ts";
 import { TINY_CLI } from "../helpers.ts";
 
 const LAUNCH_VARIABLES = /^(PMI_|PMIX_|OMPI_|SLURM_|MPI_LOCALRANKID|HYDRA_)/;
@@ -85,4 +86,23 @@ Deno.test("a launcher without an MPI library: a clear error naming what was look
     /launcher hydra.*no MPI library could be loaded from SPIKEGPU_MPI_LIB; tried \/nonexistent\/libmpich\.so\.12/,
   );
   assert.match(text, /apt-get install mpich libmpich-dev/);
+});
+
+Deno.test("displayControllers: GPUs in PCI address order, a management controller's VGA chip left out", async () => {
+  const root = await Deno.makeTempDir();
+  const devices: [string, string, string][] = [
+    ["0000:c1:00.0", "0x030200", "0x10de"],
+    ["0000:02:00.0", "0x030000", "0x1a03"], // ASPEED BMC VGA
+    ["0000:41:00.0", "0x030200", "0x10de"],
+    ["0000:00:1f.3", "0x040300", "0x8086"], // audio
+    ["0000:81:00.0", "0x038000", "0x1002"],
+  ];
+  for (const [address, pciClass, vendor] of devices) {
+    await Deno.mkdir(`${root}/${address}`);
+    await Deno.writeTextFile(`${root}/${address}/class`, `${pciClass}\n`);
+    await Deno.writeTextFile(`${root}/${address}/vendor`, `${vendor}\n`);
+  }
+  assert.deepEqual(displayControllers(root), ["0000:41:00.0", "0000:81:00.0", "0000:c1:00.0"]);
+  assert.deepEqual(displayControllers(`${root}/missing`), []);
+  await Deno.remove(root, { recursive: true });
 });
