@@ -12,7 +12,8 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 /**
  * The layer rule, the one place it is written: what each layer may import besides its own files. Layers
  * only call downward: gpu <- tensor <- ops <- nn <- models <- sml / optim / data <- io <- pipeline <-
- * pipelines <- cli (io reads models: a NIR graph is exported from and imported into one). kernels/ (WGSL
+ * pipelines <- cli (io reads models: a NIR graph is exported from and imported into one; dist, the MPI
+ * job, sits beside io under pipeline). kernels/ (WGSL
  * generators, knowing nothing of SNNs) sits on gpu and is imported only by the layers that dispatch GPU
  * work; data (CPU decoding and augmentation) imports nothing of the GPU side.
  */
@@ -27,10 +28,37 @@ export const MAY_IMPORT: Record<string, readonly string[]> = {
   "optim": ["nn", "ops", "tensor", "gpu", "kernels"],
   "data": [],
   "io": ["models", "optim", "nn", "tensor", "gpu"],
-  "pipeline": ["io", "sml", "optim", "data", "models", "nn", "ops", "tensor", "gpu", "kernels"],
-  "pipelines": ["pipeline", "io", "sml", "optim", "data", "models", "nn", "ops", "tensor", "gpu"],
-  "cli": ["pipelines", "pipeline", "io", "sml", "optim", "data", "models", "nn", "ops", "tensor", "gpu"],
-  "mod": ["pipelines", "pipeline", "io", "sml", "optim", "data", "models", "nn", "ops", "tensor", "gpu"],
+  "dist": ["io", "nn", "tensor", "gpu", "kernels"],
+  "pipeline": ["dist", "io", "sml", "optim", "data", "models", "nn", "ops", "tensor", "gpu", "kernels"],
+  "pipelines": ["dist", "pipeline", "io", "sml", "optim", "data", "models", "nn", "ops", "tensor", "gpu"],
+  "cli": [
+    "dist",
+    "pipelines",
+    "pipeline",
+    "io",
+    "sml",
+    "optim",
+    "data",
+    "models",
+    "nn",
+    "ops",
+    "tensor",
+    "gpu",
+  ],
+  "mod": [
+    "dist",
+    "pipelines",
+    "pipeline",
+    "io",
+    "sml",
+    "optim",
+    "data",
+    "models",
+    "nn",
+    "ops",
+    "tensor",
+    "gpu",
+  ],
 };
 
 /** The layer a repository file belongs to. */

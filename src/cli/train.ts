@@ -10,6 +10,10 @@ import { runProbe } from "./probe.ts";
 import { helpText, parseConfig } from "./config.ts";
 import { VERSION } from "../pipeline/version.ts";
 import { ProgressPrinter } from "./progress.ts";
+import { failJob, type Job, joinJob } from "../dist/job.ts";
+
+/** This process's data-parallel job, once joined; an error then stops every rank (see failJob). */
+let job = null as Job | null;
 
 export async function main(args: string[]): Promise<number> {
   if (args.includes("--version")) {
@@ -22,8 +26,10 @@ export async function main(args: string[]): Promise<number> {
     return 0;
   }
   const pipeline = PIPELINES[config.preset];
+  // Before anything touches WebGPU: joining chooses this rank's GPU.
+  job = joinJob(config.distributed);
   if (config.probe) {
-    const prepared = await prepareRun(pipeline, overrides);
+    const prepared = await prepareRun(pipeline, overrides, { job });
     try {
       await runProbe(prepared.config, prepared.model, prepared.train);
     } finally {
@@ -31,7 +37,7 @@ export async function main(args: string[]): Promise<number> {
     }
     return 0;
   }
-  await run(pipeline, overrides, { observers: [new ProgressPrinter(config.epochs)] });
+  await run(pipeline, overrides, { observers: [new ProgressPrinter(config.epochs)], job });
   return 0;
 }
 
@@ -40,9 +46,11 @@ if (import.meta.main) {
   try {
     code = await main(Deno.args);
   } catch (error) {
+    if (job && job.communicator.size > 1) await failJob(job, error);
     console.error(`error: ${(error as Error).message}`);
   }
   // Let recorded GPU work finish: wgpu aborts a process that exits while a submission still runs.
   await synchronize().catch(() => {});
+  job?.communicator.finalize();
   Deno.exit(code);
 }

@@ -43,6 +43,31 @@ export interface DataLoaderOptions {
   workers?: number;
   /** Batches being built ahead of the consumer; default max(1, 2 * workers). */
   prefetch?: number;
+  /** This process's share of each epoch in a data-parallel run (see `shardOrder`); default: all. */
+  shard?: Shard;
+}
+
+/**
+ * Rank `rank` of `size` takes every `size`-th index of the epoch's order, from position `rank`, as
+ * torch's DistributedSampler does. `pad`: the order is first extended with its own first indices to a
+ * multiple of `size`, so every rank gets as many samples (training: the ranks step together); without
+ * it (evaluation) every sample is counted exactly once and ranks may differ by one sample.
+ */
+export interface Shard {
+  rank: number;
+  size: number;
+  pad: boolean;
+}
+
+/** The indices of `order` that `shard` takes (see Shard). */
+export function shardOrder(order: Int32Array, shard: Shard): Int32Array {
+  const { rank, size, pad } = shard;
+  if (!Number.isInteger(size) || size < 1 || !Number.isInteger(rank) || rank < 0 || rank >= size) {
+    throw new Error(`DataLoader: shard rank ${rank} of ${size} is not a rank of the job`);
+  }
+  const total = pad ? Math.ceil(order.length / size) * size : order.length;
+  const count = Math.max(0, Math.ceil((total - rank) / size));
+  return Int32Array.from({ length: count }, (_, i) => order[(rank + i * size) % order.length]);
 }
 
 /** The Rng stream that shuffles an epoch (sample streams use indices >= 0). */
@@ -166,6 +191,7 @@ export class DataLoader {
   readonly workerCount: number;
   /** Batches built ahead of the consumer. */
   readonly prefetch: number;
+  readonly shard: Shard | undefined;
   private pool: PoolWorker[] | null = null;
   private nextJob = 0;
   private skippedCount = 0;
@@ -190,6 +216,7 @@ export class DataLoader {
       );
     }
     this.prefetch = Math.max(1, options.prefetch ?? 2 * this.workerCount);
+    this.shard = options.shard && options.shard.size > 1 ? options.shard : undefined;
   }
 
   /** Number of samples in the data set. */
@@ -202,9 +229,17 @@ export class DataLoader {
     return this.dataset.numClasses;
   }
 
+  /** Samples this process takes per epoch: the whole data set, or its shard. */
+  get samplesPerEpoch(): number {
+    const n = this.dataset.length;
+    if (!this.shard) return n;
+    const { rank, size, pad } = this.shard;
+    return pad ? Math.ceil(n / size) : Math.max(0, Math.ceil((n - rank) / size));
+  }
+
   /** Batches per epoch (the partial last batch counts unless dropLast). */
   get batchesPerEpoch(): number {
-    const n = this.dataset.length / this.batchSize;
+    const n = this.samplesPerEpoch / this.batchSize;
     return this.dropLast ? Math.floor(n) : Math.ceil(n);
   }
 
@@ -213,10 +248,12 @@ export class DataLoader {
     return this.skippedCount;
   }
 
-  /** The data set order of an epoch. */
+  /** The data set order of an epoch (this process's shard of it in a data-parallel run). */
   order(epoch: number): Int32Array {
-    if (!this.shuffle) return Int32Array.from({ length: this.dataset.length }, (_, i) => i);
-    return permutation(this.dataset.length, Rng.seeded(this.seed, epoch, SHUFFLE_STREAM));
+    const order = this.shuffle
+      ? permutation(this.dataset.length, Rng.seeded(this.seed, epoch, SHUFFLE_STREAM))
+      : Int32Array.from({ length: this.dataset.length }, (_, i) => i);
+    return this.shard ? shardOrder(order, this.shard) : order;
   }
 
   /** Starts the worker pool on first use. */

@@ -118,6 +118,13 @@ export const OPTIONS = {
   trainLimit: option("train-limit", wholeNumber(0), 0, "use only the first N training samples (0: all)"),
   testLimit: option("test-limit", wholeNumber(0), 0, "use only the first N test samples (0: all)"),
   probe: option("probe", toggle, false, "print the gradient-error probe on one batch and exit"),
+  /** Require a data-parallel job (an MPI launcher); without the flag a launcher is still detected. */
+  distributed: option(
+    "distributed",
+    toggle,
+    false,
+    "data-parallel over MPI ranks (mpirun/srun); an error without a launcher",
+  ),
 };
 
 /** Every value of a run, one per entry of OPTIONS. */

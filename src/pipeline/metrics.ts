@@ -36,10 +36,15 @@ export interface MetricsSnapshot {
 export class MetricsAccumulator {
   readonly #stats: Tensor;
   readonly #heads: number;
+  readonly #reduce: ((sums: Float32Array) => void) | undefined;
 
-  /** `heads` = 1 (the SNN) + number of surrogate modules. */
-  constructor(heads: number) {
+  /**
+   * `heads` = 1 (the SNN) + number of surrogate modules. `reduce`, in a data-parallel run, sums the
+   * read-back sums and counts over ranks, so every rank reads the job's metrics (exact counts).
+   */
+  constructor(heads: number, reduce?: (sums: Float32Array) => void) {
     this.#heads = heads;
+    this.#reduce = reduce;
     this.#stats = untracked(() => fill([HEADS + 2 * heads], 0, "metrics"));
   }
 
@@ -66,6 +71,7 @@ export class MetricsAccumulator {
   /** The means so far (one readback). */
   async read(): Promise<MetricsSnapshot> {
     const s = await this.#stats.readFloat();
+    this.#reduce?.(s);
     const n = s[COUNT] || 1;
     const heads = Array.from({ length: this.#heads }, (_, h) => h);
     return {

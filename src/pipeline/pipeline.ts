@@ -9,7 +9,7 @@ import type { Optimizer } from "../optim/optimizer.ts";
 import type { ScheduleOptions } from "../optim/schedule.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import type { RunConfig } from "./config.ts";
-import type { Sources } from "./sources.ts";
+import type { Ranks, Sources } from "./sources.ts";
 import type { LoopObserver } from "./train_loop.ts";
 import type { LossStage } from "./train_step.ts";
 
@@ -38,9 +38,10 @@ export interface BuiltModel {
 export interface Stages {
   /**
    * Train and test batches: decode, augment or encode (event frames), batch. A data set of one's own:
-   * `new DataLoader(dataset, { batchSize, seed, train: true })` is a BatchSource.
+   * `new DataLoader(dataset, { batchSize, seed, train: true })` is a BatchSource. In a data-parallel
+   * run, `ranks` says which share of each epoch this process takes (DataLoaderOptions.shard).
    */
-  source(config: RunConfig): Sources | Promise<Sources>;
+  source(config: RunConfig, ranks?: Ranks): Sources | Promise<Sources>;
   /** The network: a built-in by name, or one's own Module with surrogate modules at named points. */
   model(config: RunConfig, data: DataShape): SpikingModel | BuiltModel;
   /** The SML loss's weights, or one's own loss function. */

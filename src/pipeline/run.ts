@@ -18,6 +18,8 @@ import type { BuiltModel, Pipeline, Stages } from "./pipeline.ts";
 import type { HeadMetrics } from "./run_folder.ts";
 import { RunFolder } from "./run_folder.ts";
 import { CONFIGURED_STAGES } from "./stages.ts";
+import { DataParallel, requireSameSettings, requireSameWeights } from "../dist/data_parallel.ts";
+import { describeRanks, type Job, rankName } from "../dist/job.ts";
 import type { BatchSource } from "./stage.ts";
 import { evaluate, type LoopObserver, type RunSummary, runTraining } from "./train_loop.ts";
 import type { LossStage } from "./train_step.ts";
@@ -29,6 +31,11 @@ export interface RunOptions {
   log?: (line: string) => void;
   /** Observers added to the pipeline's own (the CLI's progress bar). */
   observers?: LoopObserver[];
+  /**
+   * The data-parallel job this process is a rank of (`joinJob` of src/dist/job.ts, called before
+   * anything touches WebGPU); default: a single process. Rank 0 alone logs and writes.
+   */
+  job?: Job | null;
 }
 
 /** A run with its stages built and its starting point restored, before training or evaluation. */
@@ -55,6 +62,10 @@ export interface PreparedRun {
   state: StateSources;
   /** Where training starts (a resumed run: the checkpoint's position). */
   start: Progress;
+  /** This rank's place in a data-parallel job (gradients, metrics, writes), or none. */
+  parallel?: DataParallel;
+  /** Whether this process logs and writes: a single process, or rank 0 of a job. */
+  leader: boolean;
   /** Stops the sources' workers (the model stays with the caller). */
   close(): void;
 }
@@ -102,18 +113,31 @@ export async function prepareRun(
   overrides: Partial<RunConfig> = {},
   options: RunOptions = {},
 ): Promise<PreparedRun> {
-  const log = options.log ?? console.log;
+  const { job } = options;
+  const ranks = job ? { rank: job.communicator.rank, size: job.communicator.size } : undefined;
+  const leader = !ranks || ranks.rank === 0;
+  // Rank 0 speaks for the job; the other ranks print their adapter and their errors only.
+  const log = leader ? options.log ?? console.log : () => {};
   const config = resolveConfig(pipeline.config, { preset: pipeline.name }, overrides);
   const stages: Stages = { ...CONFIGURED_STAGES, ...pipeline.stages };
-  if (config.exportWeights) await requireWritable("export-weights", config.exportWeights);
+  if (job && config.probe) throw new Error("--probe: runs in one process; start it without mpirun/srun");
+  if (config.exportWeights && leader) await requireWritable("export-weights", config.exportWeights);
   const gpu = await initGpu({ requireF16: config.f16 }).catch((error: Error) => {
     throw config.f16 ? new Error(`--f16: ${error.message}`) : error;
   });
-  log(`adapter: ${describeAdapter(gpu.adapter)}`);
+  if (job) {
+    log(`distributed: ${ranks!.size} ranks, ${job.communicator.description}; ${describeRanks(job)}`);
+    const where = `${
+      rankName(job)
+    }, pid ${Deno.pid}, local rank ${job.communicator.localRank}, ${job.gpu.detail}`;
+    console.log(`adapter (${where}): ${describeAdapter(gpu.adapter)}`);
+  } else {
+    log(`adapter: ${describeAdapter(gpu.adapter)}`);
+  }
   const checkpoint: Checkpoint | null = config.resume ? await readCheckpoint(config.resume) : null;
   const savedSeed = (checkpoint?.rng as { seed?: number } | undefined)?.seed;
   if (savedSeed !== undefined && overrides.seed === undefined) config.seed = savedSeed;
-  const { train, test, inChannels } = await stages.source(config);
+  const { train, test, inChannels } = await stages.source(config, ranks);
   try {
     const made = stages.model(config, { numClasses: train.numClasses, inChannels });
     const built: BuiltModel = made instanceof Module
@@ -131,6 +155,7 @@ export async function prepareRun(
       config: config as unknown as Record<string, unknown>,
       seed: config.seed,
       scaler,
+      world: ranks?.size,
     };
     let start: Progress = { epoch: 0, step: 0, batchInEpoch: 0, bestAccuracy: -1 };
     if (checkpoint) {
@@ -140,6 +165,17 @@ export async function prepareRun(
     if (config.initWeights) {
       await loadSafetensors(config.initWeights, model, { allowMissingSurrogates: true });
       log(`weights from ${config.initWeights}`);
+    }
+    if (job) {
+      // Before any step: the same flags, data and model on every rank, and rank 0's weights everywhere.
+      const shapes = model.namedParameters().map(([name, p]) => `${name}:${p.shape.join("x")}`);
+      requireSameSettings(job.communicator, "configuration", {
+        config,
+        modelOptions: built.options,
+        data: { train: train.length, test: test?.length ?? 0, classes: train.numClasses },
+        parameters: shapes,
+      });
+      await requireSameWeights(job.communicator, model);
     }
     const parameterCount = model.parameters().reduce((n, p) => n + p.size, 0);
     const data = pipeline.stages.source ? "own source" : config.dataset;
@@ -160,6 +196,8 @@ export async function prepareRun(
       scaler,
       state,
       start,
+      parallel: job ? new DataParallel(job.communicator, model, optimizer.params) : undefined,
+      leader,
       close() {
         train.close();
         test?.close();
@@ -182,18 +220,19 @@ export async function run(
   overrides: Partial<RunConfig> = {},
   options: RunOptions = {},
 ): Promise<RunResult> {
-  const log = options.log ?? console.log;
   const prepared = await prepareRun(pipeline, overrides, options);
-  const { config, model, test } = prepared;
+  const { config, model, test, parallel, leader } = prepared;
+  const log = leader ? options.log ?? console.log : () => {};
   try {
     if (config.testOnly) {
       if (!test) throw new Error(`--test-only: the ${config.dataset} data set has no test split here`);
-      const { metrics, activity } = await evaluate(model, test, prepared.loss, config.f16);
+      const { metrics, activity } = await evaluate(model, test, prepared.loss, config.f16, parallel);
       log(JSON.stringify({ test: metrics, ...activity }, null, 2));
       return { kind: "test", config, model, test: metrics, activity };
     }
-    const folder = await RunFolder.create(config.outputDir || defaultOutputDir(config));
-    await folder.writeConfig({ ...config, modelOptions: prepared.built.options });
+    const outputDir = config.outputDir || defaultOutputDir(config);
+    const folder = leader ? await RunFolder.create(outputDir) : new RunFolder(outputDir);
+    if (leader) await folder.writeConfig({ ...config, modelOptions: prepared.built.options });
     log(`run folder ${folder.path}`);
     const summary = await runTraining({
       model,
@@ -204,7 +243,10 @@ export async function run(
       state: prepared.state,
       start: prepared.start,
       scaler: prepared.scaler,
-      observer: allOf([...prepared.stages.observers(config), ...options.observers ?? []]),
+      observer: leader
+        ? allOf([...prepared.stages.observers(config), ...options.observers ?? []])
+        : undefined,
+      parallel,
       options: {
         epochs: config.epochs,
         schedule: prepared.stages.schedule(config),
@@ -215,7 +257,7 @@ export async function run(
         maxSteps: config.maxSteps,
       },
     });
-    if (config.exportWeights) {
+    if (config.exportWeights && leader) {
       await saveSafetensors(config.exportWeights, model);
       log(`weights exported to ${config.exportWeights}`);
     }

@@ -4,7 +4,7 @@
  */
 import type { RunConfig } from "./config.ts";
 import type { Dataset, DatasetOptions } from "../data/dataset.ts";
-import { DataLoader } from "../data/loader.ts";
+import { DataLoader, type Shard } from "../data/loader.ts";
 import { createDataset, isEventDataset } from "../data/registry.ts";
 import type { Rng } from "../data/rng.ts";
 import type { BatchSource } from "./stage.ts";
@@ -19,6 +19,9 @@ export interface Sources {
   inChannels: number;
 }
 
+/** A process's place in a data-parallel job: rank `rank` of `size`. */
+export type Ranks = Omit<Shard, "pad">;
+
 /** The first `limit` samples of a data set (for smoke runs); loads in-process. */
 function firstSamples(dataset: Dataset, limit: number): Dataset {
   if (limit <= 0 || limit >= dataset.length) return dataset;
@@ -32,8 +35,12 @@ function firstSamples(dataset: Dataset, limit: number): Dataset {
   };
 }
 
-/** The configured data set's splits as batch sources (the source stage a configuration describes). */
-export async function openSources(config: RunConfig): Promise<Sources> {
+/**
+ * The configured data set's splits as batch sources (the source stage a configuration describes).
+ * `ranks`: this process's place in a data-parallel job; training takes its padded shard of each epoch,
+ * evaluation its unpadded one (every test sample counted once over all ranks).
+ */
+export async function openSources(config: RunConfig, ranks?: Ranks): Promise<Sources> {
   const options: DatasetOptions = {
     dataDir: config.dataDir || undefined,
     augment: config.augment,
@@ -56,6 +63,7 @@ export async function openSources(config: RunConfig): Promise<Sources> {
     dropLast: config.dropLast,
     workers,
     prefetch: config.prefetch,
+    shard: ranks && { ...ranks, pad: true },
   });
   const test = testSet.length > 0
     ? new DataLoader(testSet, {
@@ -64,6 +72,7 @@ export async function openSources(config: RunConfig): Promise<Sources> {
       train: false,
       workers,
       prefetch: config.prefetch,
+      shard: ranks && { ...ranks, pad: false },
     })
     : null;
   const shape = trainSet.sampleShape;

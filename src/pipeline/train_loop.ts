@@ -20,7 +20,8 @@ import { MetricsAccumulator, type MetricsSnapshot } from "./metrics.ts";
 import type { EpochRecord, FaultRecord, HeadMetrics, RunFolder, StepRecord } from "./run_folder.ts";
 import type { BatchSource } from "./stage.ts";
 import { captureCheckpoint, type Progress, type StateSources } from "./training_state.ts";
-import { evalStep, type LossStage, trainStep } from "./train_step.ts";
+import { evalStep, type LossStage, trainStep, trainStepReduced } from "./train_step.ts";
+import type { DataParallel } from "../dist/data_parallel.ts";
 
 /** How the loop trains, logs, evaluates and checkpoints. */
 export interface LoopOptions {
@@ -74,6 +75,11 @@ export interface TrainingRun {
   scaler?: GradScaler;
   /** Progress reports. */
   observer?: LoopObserver;
+  /**
+   * One rank of a data-parallel job: gradients averaged over ranks each step, metrics summed and
+   * activity averaged over ranks, and only rank 0 writes the run folder.
+   */
+  parallel?: DataParallel;
 }
 
 /** How a run ended. */
@@ -106,15 +112,17 @@ function lifRates(report: ActivityReport | null): Record<string, number> {
 
 /**
  * Evaluates the model on every batch of `source`; modules are kept so their accuracy is reported. `half`:
- * f16 convolutions, as in training under a loss scaler.
+ * f16 convolutions, as in training under a loss scaler. With `parallel`, `source` is this rank's share
+ * of the test set: counts are summed and activity averaged over ranks.
  */
 export async function evaluate(
   model: SpikingModel,
   source: BatchSource,
   loss: LossStage,
   half = false,
+  parallel?: DataParallel,
 ): Promise<{ metrics: HeadMetrics; activity: ActivityReport }> {
-  const metrics = new MetricsAccumulator(1 + model.surrogates.length);
+  const metrics = new MetricsAccumulator(1 + model.surrogates.length, parallel?.sum);
   const activity = new ActivityRecorder(model);
   try {
     // Every batch runs at the first (full) batch's size: see evalStep.
@@ -123,7 +131,11 @@ export async function evaluate(
       full ||= batch.labels.length;
       evalStep({ model, loss, metrics, activity, padTo: full, half }, batch);
     }
-    return { metrics: percent(await metrics.read()), activity: await activity.report(model.T) };
+    const report = await activity.report(model.T);
+    return {
+      metrics: percent(await metrics.read()),
+      activity: parallel ? parallel.meanActivity(report) : report,
+    };
   } finally {
     metrics.dispose();
     activity.dispose();
@@ -135,11 +147,13 @@ export async function evaluate(
  * with the last good checkpoint intact on a non-finite value.
  */
 export async function runTraining(run: TrainingRun): Promise<RunSummary> {
-  const { model, optimizer, train, test, folder, options, observer, scaler } = run;
+  const { model, optimizer, train, test, folder, options, observer, scaler, parallel } = run;
   const progress: Progress = { ...run.start };
   const heads = 1 + model.surrogates.length;
-  const stepMetrics = new MetricsAccumulator(heads);
-  const epochMetrics = new MetricsAccumulator(heads);
+  const stepMetrics = new MetricsAccumulator(heads, parallel?.sum);
+  const epochMetrics = new MetricsAccumulator(heads, parallel?.sum);
+  // Rank 0 alone writes; every rank still computes every record (its collectives must match rank 0's).
+  const writes = parallel?.writes ?? true;
   const activity = new ActivityRecorder(model);
   // Under loss scaling a non-finite gradient only skips its step; the weights must still stay finite.
   const watch = new FiniteWatch({ gradients: !scaler });
@@ -167,11 +181,13 @@ export async function runTraining(run: TrainingRun): Promise<RunSummary> {
       message: "",
     };
     record.message = nonFiniteMessage(record, found.exact, folder.diagnosticPath);
-    await writeFileAtomic(
-      folder.diagnosticPath,
-      new TextEncoder().encode(JSON.stringify(record, null, 2) + "\n"),
-    );
-    await folder.append(record);
+    if (writes) {
+      await writeFileAtomic(
+        folder.diagnosticPath,
+        new TextEncoder().encode(JSON.stringify(record, null, 2) + "\n"),
+      );
+      await folder.append(record);
+    }
     throw new NonFiniteError(record);
   };
   /** Stops the run when the loss (`metrics`), a gradient or a weight has gone non-finite. */
@@ -186,6 +202,8 @@ export async function runTraining(run: TrainingRun): Promise<RunSummary> {
   /** Writes latest (and best) only when every number in them is finite and the GPU is still there. */
   const save = async (metrics: HeadMetrics, best: boolean): Promise<void> => {
     await requireFinite(metrics);
+    // Every rank holds the same weights and optimizer state: only the writer reads them back.
+    if (!writes) return;
     const checkpoint = await captureCheckpoint(run.state, progress);
     throwIfGpuFailed();
     const poisoned = firstNonFinite(checkpoint);
@@ -215,19 +233,22 @@ export async function runTraining(run: TrainingRun): Promise<RunSummary> {
       let stopped = false;
       for await (const batch of train.epoch(epoch, progress.batchInEpoch)) {
         const logging = (progress.step + 1) % options.logEvery === 0;
-        trainStep({
+        const context = {
           model,
           optimizer: watchedOptimizer,
           loss: options.loss,
           metrics: stepMetrics,
           activity: logging ? activity : undefined,
           scaler,
-        }, batch);
+        };
+        if (parallel) await trainStepReduced(context, batch, () => parallel.gradients.run());
+        else trainStep(context, batch);
         progress.step++;
         progress.batchInEpoch++;
         if (logging) {
           const snapshot = await stepMetrics.read();
-          const report = await activity.report(model.T);
+          const local = await activity.report(model.T);
+          const report = parallel ? parallel.meanActivity(local) : local;
           const seconds = (performance.now() - windowStart) / 1000;
           const record: StepRecord = {
             type: "step",
@@ -241,7 +262,7 @@ export async function runTraining(run: TrainingRun): Promise<RunSummary> {
           };
           await requireFinite(record);
           lastLogged = record;
-          await folder.append(record);
+          if (writes) await folder.append(record);
           observer?.step?.(record, progress.batchInEpoch, train.batchesPerEpoch);
           epochMetrics.addFrom(stepMetrics);
           stepMetrics.reset();
@@ -264,7 +285,7 @@ export async function runTraining(run: TrainingRun): Promise<RunSummary> {
       const finalEpoch = epoch + 1 >= options.epochs || stopped;
       let evaluation: Awaited<ReturnType<typeof evaluate>> | null = null;
       if (test && ((epoch + 1) % options.evalEvery === 0 || finalEpoch)) {
-        evaluation = await evaluate(model, test, options.loss, scaler !== undefined);
+        evaluation = await evaluate(model, test, options.loss, scaler !== undefined, parallel);
       }
       if (!stopped) {
         progress.epoch++;
@@ -284,12 +305,12 @@ export async function runTraining(run: TrainingRun): Promise<RunSummary> {
         energyMicrojoules: evaluation?.activity.energyMicrojoules,
       };
       last = record;
-      await folder.append(record);
+      if (writes) await folder.append(record);
       const accuracy = evaluation?.metrics.top1[0] ?? -1;
       const improved = evaluation !== null && accuracy > progress.bestAccuracy;
       if (improved) progress.bestAccuracy = accuracy;
       await save(trainMetrics, improved);
-      await folder.writePlots(await folder.readRecords());
+      if (writes) await folder.writePlots(await folder.readRecords());
       observer?.epochEnd?.(record, evaluation?.activity ?? null);
       if (stopped) break;
     }

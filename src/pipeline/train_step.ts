@@ -87,34 +87,65 @@ export interface TrainStepContext {
 
 /** One optimisation step on `batch`; the batch's tensors are released with the step's intermediates. */
 export function trainStep(context: TrainStepContext, batch: HostBatch): void {
-  const { model, optimizer, metrics, scaler } = context;
-  model.train();
   const tape = new Tape();
   try {
-    const loss = tape.run(() => {
-      const { input, labels, size } = upload(batch);
-      const forward = () => scaler ? autocast(() => model.forward(input)) : model.forward(input);
-      const out: ForwardResult = context.activity ? context.activity.run(forward) : forward();
-      const parts = lossParts(context.loss, out.logits, out.moduleLogits, labels);
-      metrics.add(size, parts, [out.logits, ...out.moduleLogits], labels);
-      return parts.loss;
-    });
-    // Nothing reads the forward's tensors after backward: metrics were recorded during the forward.
-    if (scaler) {
-      tape.backward(loss, scaler.scaleTensor, { freeForward: true });
-      scaler.unscale(optimizer.params);
-      optimizer.step(scaler.guard);
-      scaler.update();
-    } else {
-      tape.backward(loss, undefined, { freeForward: true });
-      optimizer.step();
-    }
+    forwardBackward(context, batch, tape);
+    update(context);
   } finally {
-    optimizer.zeroGrad();
+    context.optimizer.zeroGrad();
     tape.dispose();
   }
 }
 
+/**
+ * `trainStep` as one rank of a data-parallel job: `reduceGradients` (an all-reduce over ranks) runs
+ * between backward and the update, so every rank applies the same averaged gradients.
+ */
+export async function trainStepReduced(
+  context: TrainStepContext,
+  batch: HostBatch,
+  reduceGradients: () => Promise<void>,
+): Promise<void> {
+  const tape = new Tape();
+  try {
+    forwardBackward(context, batch, tape);
+    await reduceGradients();
+    update(context);
+  } finally {
+    context.optimizer.zeroGrad();
+    tape.dispose();
+  }
+}
+
+/** Forward, loss, metrics and backward: the parameters' gradients hold this batch's (scaled) gradients. */
+function forwardBackward(context: TrainStepContext, batch: HostBatch, tape: Tape): void {
+  const { model, metrics, scaler } = context;
+  model.train();
+  const loss = tape.run(() => {
+    const { input, labels, size } = upload(batch);
+    const forward = () => scaler ? autocast(() => model.forward(input)) : model.forward(input);
+    const out: ForwardResult = context.activity ? context.activity.run(forward) : forward();
+    const parts = lossParts(context.loss, out.logits, out.moduleLogits, labels);
+    metrics.add(size, parts, [out.logits, ...out.moduleLogits], labels);
+    return parts.loss;
+  });
+  // Nothing reads the forward's tensors after backward: metrics were recorded during the forward.
+  tape.backward(loss, scaler?.scaleTensor, { freeForward: true });
+}
+
+/** The optimizer update from the gradients; under a scaler, unscaled and skipped when non-finite. */
+function update(context: TrainStepContext): void {
+  const { optimizer, scaler } = context;
+  if (scaler) {
+    scaler.unscale(optimizer.params);
+    optimizer.step(scaler.guard);
+    scaler.update();
+  } else {
+    optimizer.step();
+  }
+}
+
+/** What an evaluation step works with. */
 export interface EvalStepContext {
   model: SpikingModel;
   loss: LossStage;

@@ -40,6 +40,8 @@ export interface StateSources {
   seed: number;
   /** The loss scaler of a mixed-precision run. */
   scaler?: GradScaler;
+  /** Ranks of a data-parallel run (default 1): each epoch's batches are split over them. */
+  world?: number;
 }
 
 /** A checkpoint of everything in `sources` at `progress`, read back from the GPU. */
@@ -59,7 +61,12 @@ export async function captureCheckpoint(sources: StateSources, progress: Progres
     schedule: { epoch: progress.epoch },
     epoch: progress.epoch,
     step: progress.step,
-    rng: { seed: sources.seed, epoch: progress.epoch, batchInEpoch: progress.batchInEpoch },
+    rng: {
+      seed: sources.seed,
+      epoch: progress.epoch,
+      batchInEpoch: progress.batchInEpoch,
+      ...(sources.world && sources.world > 1 ? { world: sources.world } : {}),
+    },
     bestAccuracy: progress.bestAccuracy,
     config: sources.config,
     gradScaler: sources.scaler ? await sources.scaler.exportState() : null,
@@ -147,11 +154,16 @@ export async function restoreCheckpoint(
       throw new Error(`--resume: ${source}: ${(error as Error).message}`);
     }
   }
-  const rng = checkpoint.rng as { batchInEpoch?: number } | null;
+  const rng = checkpoint.rng as { batchInEpoch?: number; world?: number } | null;
+  // Mid-epoch on another number of ranks: continue at the same share of the epoch (each rank's batch
+  // count scales with 1 / ranks); the rest of that epoch is sharded anew.
+  const savedWorld = rng?.world ?? 1;
+  const world = sources.world ?? 1;
+  const batchInEpoch = rng?.batchInEpoch ?? 0;
   return {
     epoch: checkpoint.epoch,
     step: checkpoint.step,
-    batchInEpoch: rng?.batchInEpoch ?? 0,
+    batchInEpoch: savedWorld === world ? batchInEpoch : Math.floor(batchInEpoch * savedWorld / world),
     bestAccuracy: checkpoint.bestAccuracy,
   };
 }
