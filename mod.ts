@@ -177,3 +177,8 @@ export type { PointReport, ProbedModel, ProbeReport } from "./src/sml/gradient_p
 export type { ExportOptions, LoadOptions } from "./src/io/state_dict.ts";
 export type { KernelTime } from "./src/gpu/profile.ts";
 export type { PoolStats } from "./src/gpu/pool.ts";
+export type { TilingChoice } from "./src/gpu/device.ts";
+export type { Owned } from "./src/tensor/scope.ts";
+export type { SurrogateParameters } from "./src/ops/lif.ts";
+export type { NirArray, NirGraph, NirGraphOptions, NirNode } from "./src/io/nir_graph.ts";
+export type { Numbers } from "./src/data/cifar10_dvs.ts";
