@@ -139,6 +139,21 @@ export {
   PIPELINES,
 } from "./pipelines/presets.ts";
 
+// Several processes (MPI): docs/distributed.md
+/**
+ * Joins the MPI job a launcher (mpirun, srun) started this process in, choosing this rank's GPU: call it
+ * before anything touches WebGPU and pass the job to `run` / `prepareRun` (`{ job }`).
+ */
+export { joinJob } from "./src/dist/job.ts";
+export type { Job } from "./src/dist/job.ts";
+/** One rank's gradient all-reduce, metric sums and writer role (what `run` builds from a job). */
+export { DataParallel } from "./src/dist/data_parallel.ts";
+export type { Communicator } from "./src/dist/communicator.ts";
+export type { GpuSelection } from "./src/dist/gpu_select.ts";
+export type { AllreduceTiming, GradientAllreduce } from "./src/dist/gradient_allreduce.ts";
+export type { Ranks } from "./src/pipeline/sources.ts";
+export type { Shard } from "./src/data/loader.ts";
+
 // Data
 /** Data sets by name ("mnist" is embedded), the worker-pool loader and the seeded RNG behind them. */
 export { createDataset, DATASET_NAMES, isEventDataset } from "./src/data/registry.ts";
@@ -177,3 +192,8 @@ export type { PointReport, ProbedModel, ProbeReport } from "./src/sml/gradient_p
 export type { ExportOptions, LoadOptions } from "./src/io/state_dict.ts";
 export type { KernelTime } from "./src/gpu/profile.ts";
 export type { PoolStats } from "./src/gpu/pool.ts";
+export type { TilingChoice } from "./src/gpu/device.ts";
+export type { Owned } from "./src/tensor/scope.ts";
+export type { SurrogateParameters } from "./src/ops/lif.ts";
+export type { NirArray, NirGraph, NirGraphOptions, NirNode } from "./src/io/nir_graph.ts";
+export type { Numbers } from "./src/data/cifar10_dvs.ts";

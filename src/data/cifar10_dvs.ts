@@ -117,7 +117,8 @@ export class Cifar10DvsDataset implements Dataset {
   }
 }
 
-type Numbers = ArrayLike<number>;
+/** Event coordinates or polarities: any array of numbers (a typed array from the .npz, or a plain one). */
+export type Numbers = ArrayLike<number>;
 
 /**
  * SpikingJelly's fixed-frame-number integration split by event count (see the file comment):

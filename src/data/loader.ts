@@ -54,8 +54,11 @@ export interface DataLoaderOptions {
  * it (evaluation) every sample is counted exactly once and ranks may differ by one sample.
  */
 export interface Shard {
+  /** This process's rank. */
   rank: number;
+  /** Ranks in the job. */
   size: number;
+  /** Pad the order to a multiple of `size` (training) or not (evaluation). */
   pad: boolean;
 }
 
@@ -191,6 +194,7 @@ export class DataLoader {
   readonly workerCount: number;
   /** Batches built ahead of the consumer. */
   readonly prefetch: number;
+  /** This process's share of each epoch, or undefined for all of it. */
   readonly shard: Shard | undefined;
   private pool: PoolWorker[] | null = null;
   private nextJob = 0;

@@ -5,8 +5,11 @@
 import { detectLaunch, type Launch } from "./launch.ts";
 import { Mpi } from "./mpi.ts";
 
+/** The job's collectives over MPI_COMM_WORLD, as one rank sees them. */
 export interface Communicator {
+  /** This process's rank, 0 .. size - 1. */
   readonly rank: number;
+  /** Ranks in the job. */
   readonly size: number;
   /** Rank among this node's processes: the GPU this rank should use. */
   readonly localRank: number;
@@ -22,6 +25,7 @@ export interface Communicator {
   barrier(): void;
   /** Ends the whole job with `code` (the launcher kills the other ranks). */
   abort(code: number): never;
+  /** Leaves the job (MPI_Finalize); the last call on it. */
   finalize(): void;
 }
 

@@ -11,7 +11,9 @@ import type { Tensor } from "../tensor/tensor.ts";
 import type { Communicator } from "./communicator.ts";
 import { GradientAllreduce } from "./gradient_allreduce.ts";
 
+/** One rank of a data-parallel run: gradients averaged over ranks, metrics summed, rank 0 the writer. */
 export class DataParallel {
+  /** The per-step gradient all-reduce (run between backward and the optimizer update). */
   readonly gradients: GradientAllreduce;
 
   /** `bucketBytes`: the staging buckets' size cap (see GradientAllreduce). */
@@ -25,10 +27,12 @@ export class DataParallel {
     this.gradients = new GradientAllreduce(communicator, params, statistics, bucketBytes);
   }
 
+  /** This process's rank. */
   get rank(): number {
     return this.communicator.rank;
   }
 
+  /** Ranks in the job. */
   get size(): number {
     return this.communicator.size;
   }
@@ -64,6 +68,7 @@ export class DataParallel {
     };
   }
 
+  /** Frees the staging buffers. */
   dispose(): void {
     this.gradients.dispose();
   }

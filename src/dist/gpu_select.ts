@@ -24,7 +24,9 @@ const LAYER_MANIFESTS = [
 
 /** How this rank's GPU was chosen, for the rank's adapter line. */
 export interface GpuSelection {
+  /** The user's own selection, Mesa's device-select layer by PCI address, or none (the default adapter). */
   method: "user" | "mesa-device-select" | "none";
+  /** What was chosen, in words. */
   detail: string;
 }
 

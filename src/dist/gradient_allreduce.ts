@@ -24,9 +24,11 @@ import type { Communicator } from "./communicator.ts";
 export interface AllreduceTiming {
   /** GPU copy into the staging tensor and its readback (waits for the step's GPU work to finish). */
   readback: number;
+  /** The MPI_Allreduce itself. */
   allreduce: number;
   /** Upload and copies back into the gradients (recorded, not waited for). */
   upload: number;
+  /** Bytes all-reduced. */
   bytes: number;
 }
 
@@ -40,6 +42,7 @@ interface Slot {
   hostOffset: number;
 }
 
+/** One rank's gradient averaging (and BN-statistics broadcast) through flat staging buckets. */
 export class GradientAllreduce {
   readonly #statistics: readonly Tensor[];
   readonly #buckets: Tensor[] = [];
@@ -88,6 +91,7 @@ export class GradientAllreduce {
     );
   }
 
+  /** Where the last `run` spent its time. */
   get timing(): AllreduceTiming {
     return this.#timing;
   }
@@ -142,6 +146,7 @@ export class GradientAllreduce {
     };
   }
 
+  /** Frees the staging buckets. */
   dispose(): void {
     for (const bucket of this.#buckets) bucket.dispose();
   }

@@ -5,8 +5,11 @@
 import { type Communicator, startCommunicator } from "./communicator.ts";
 import { type GpuSelection, selectGpu } from "./gpu_select.ts";
 
+/** This process's place in a data-parallel job. */
 export interface Job {
+  /** The job's collectives. */
   communicator: Communicator;
+  /** How this rank's GPU was chosen. */
   gpu: GpuSelection;
 }
 

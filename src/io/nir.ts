@@ -12,12 +12,18 @@ import { buildNirGraph, NIR_VERSION, type NirGraph, type NirGraphOptions } from 
 import { encodeNir } from "./nir_hdf5.ts";
 import { stateDict } from "./state_dict.ts";
 
+/** How to export: the graph options, less `source` (the exporter stores the model's own). */
 export interface NirExportOptions extends Omit<NirGraphOptions, "source"> {}
 
+/** What `exportNir` wrote. */
 export interface NirExportSummary {
+  /** The file written. */
   path: string;
+  /** Its size in bytes. */
   bytes: number;
+  /** Nodes in the graph, input and output included. */
   nodes: number;
+  /** Edges in the graph. */
   edges: number;
   /** The NIR format version written. */
   version: string;

@@ -22,6 +22,7 @@ export const NIR_VERSION = "1.0.7";
 /** The time step the LIF parameters are stated for; snnTorch's `import_from_nir` assumes the same. */
 export const DEFAULT_DT = 1e-4;
 
+/** An array as NIR stores it: a typed array with its dtype and shape. */
 export type NirArray =
   | { dtype: "f32"; shape: number[]; data: Float32Array }
   | { dtype: "f64"; shape: number[]; data: Float64Array }
@@ -30,14 +31,17 @@ export type NirArray =
 /** A node's fields: a string (its `type`) or an array (shape [] for a scalar). */
 export type NirNode = Record<string, string | NirArray>;
 
+/** A NIR graph in memory: named nodes, edges between them, metadata. */
 export interface NirGraph {
   /** In topological order: input first, output last. */
   nodes: Map<string, NirNode>;
+  /** Directed edges, each [source node, target node]. */
   edges: [string, string][];
   /** Scalars and strings only (NIR stores them as datasets under `metadata`). */
   metadata: Record<string, string | number>;
 }
 
+/** What the graph states beyond the model's weights: input shape and presentation, time step, source. */
 export interface NirGraphOptions {
   /** One sample's input (C, H, W), without batch or time. */
   inputShape: readonly number[];

@@ -19,6 +19,7 @@ import {
 } from "./nir_graph.ts";
 import { decodeNir } from "./nir_hdf5.ts";
 
+/** How to read a NIR file back into a model. */
 export interface NirImportOptions {
   /** The spikegpu model the graph is; default: the file's `spikegpu_model` metadata. */
   model?: { name: string; options: ModelOptions };

@@ -7,15 +7,18 @@
  * uniforms: sqrt(-2 ln u1) * cos(2 pi u2). Each tensor seeds its own stream from (seed, name) with FNV-1a.
  */
 
+/** The seeded splitmix32 generator: one stream per (seed, tensor name), reproduced by tests/oracle/init_rng.py. */
 export class InitRng {
   #state: number;
 
+  /** Seeds the stream from `seed` and the tensor's `name` (FNV-1a). */
   constructor(seed: number, name = "") {
     let hash = 0x811c9dc5 ^ (seed >>> 0);
     for (const byte of new TextEncoder().encode(name)) hash = Math.imul(hash ^ byte, 0x01000193) >>> 0;
     this.#state = hash >>> 0;
   }
 
+  /** The next 32-bit output of the stream. */
   nextUint32(): number {
     this.#state = (this.#state + 0x9e3779b9) >>> 0;
     let z = this.#state;
@@ -29,6 +32,7 @@ export class InitRng {
     return ((this.nextUint32() >>> 8) + 0.5) / 16777216;
   }
 
+  /** Standard normal (mean 0, variance 1), Box-Muller from two uniforms. */
   normal(): number {
     const u1 = this.uniform();
     const u2 = this.uniform();

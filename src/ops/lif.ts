@@ -5,7 +5,7 @@ import { dispatch } from "../gpu/kernels.ts";
 import { currentTape, record } from "../tensor/tape.ts";
 import { Tensor } from "../tensor/tensor.ts";
 
-export { type Surrogate, SURROGATE_NAMES } from "../../kernels/surrogates.ts";
+export { type Surrogate, SURROGATE_NAMES, type SurrogateParameters } from "../../kernels/surrogates.ts";
 
 /** LIF neuron dynamics and the surrogate gradient. */
 export interface LifOptions {

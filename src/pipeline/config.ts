@@ -46,10 +46,10 @@ function option<T>(flag: string, kind: OptionKind<T>, defaultValue: T, help: str
  * cache; 5 epochs reach 96.15% in 10 min 51 s). lambda = 0.5: in the PyTorch reference on these digits
  * it reached 94.9% after 3 epochs where the CIFAR value 0.9 reached 93.8%.
  *
- * Its type is inferred on purpose (JSR calls that a slow type): RunConfig is derived from it, so that an
+ * Its type is inferred on purpose (JSR calls that a slow type, so deno.json's lint leaves out
+ * no-slow-types and `deno publish` needs --allow-slow-types): RunConfig is derived from it, so that an
  * option is one entry here; an explicit annotation would be a second list of every option.
  */
-// deno-lint-ignore no-slow-types
 export const OPTIONS = {
   /** The pipeline the other values start from (checked against the pipelines by the CLI). */
   preset: option("preset", text, "mnist", "hyperparameter preset"),

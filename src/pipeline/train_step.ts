@@ -147,8 +147,11 @@ function update(context: TrainStepContext): void {
 
 /** What an evaluation step works with. */
 export interface EvalStepContext {
+  /** The model (switched to eval mode). */
   model: SpikingModel;
+  /** The loss stage: the SML loss weights or the caller's own loss function. */
   loss: LossStage;
+  /** Where loss and top-1/top-5 accumulate on the GPU. */
   metrics: MetricsAccumulator;
   /** When set, layer activity (firing rates, synaptic operations) of the real samples accumulates here. */
   activity?: ActivityRecorder;

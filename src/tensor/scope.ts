@@ -8,6 +8,7 @@
  * new tensor with the current scope, and this file do not import each other).
  */
 export interface Owned {
+  /** Releases the tensor's GPU storage (back to the pool once no view shares it). */
   dispose(): void;
 }
 

@@ -15,6 +15,9 @@ export interface AugmentFlags {
   cutout?: boolean;
 }
 
+/** One augmentation name. */
+export type AugmentName = "none" | "standard" | "autoaugment" | "cutout" | "reference";
+
 /** What each name turns on. A list of names turns on the union; "none" stands alone. */
 const NAMED = {
   none: {},
@@ -24,10 +27,8 @@ const NAMED = {
   cutout: { cutout: true },
   /** The reference CIFAR recipe. */
   reference: { crop: true, flip: true, autoAugment: true, cutout: true },
-} as const satisfies Record<string, AugmentFlags>;
+} as const satisfies Record<AugmentName, AugmentFlags>;
 
-/** One augmentation name. */
-export type AugmentName = keyof typeof NAMED;
 /** Every augmentation name, in the order --help lists them. */
 export const AUGMENT_NAMES: readonly AugmentName[] = Object.keys(NAMED) as AugmentName[];
 
