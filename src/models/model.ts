@@ -16,7 +16,10 @@ export interface ModelOptions {
   T: number;
   /** Channels of an input frame (default 3). */
   inChannels?: number;
-  /** A spiking ResNet's ImageNet stem (7x7 stride-2 conv and max pool) instead of the CIFAR 3x3 one. */
+  /**
+   * A spiking ResNet's ImageNet stem (7x7 stride-2 conv, no max pool, stride-2 first stage) instead of the
+   * CIFAR 3x3 one; default: more than 200 classes.
+   */
   imagenetStem?: boolean;
   /** The SML surrogate modules to attach (none when absent). */
   modules?: SurrogateConfig;

@@ -10,6 +10,7 @@ import { InitRng } from "../nn/init.ts";
 import { BatchNorm, Conv2d, Lif, Linear } from "../nn/layers.ts";
 import { Module, ModuleList } from "../nn/module.ts";
 import type { Tensor } from "../tensor/tensor.ts";
+import type { ModelOptions } from "./model.ts";
 import type { SurrogateModule } from "./surrogate_module.ts";
 import {
   type Attached,
@@ -52,29 +53,10 @@ const STAGES: Record<ResNetArch, Stage[]> = {
   ],
 };
 
-/** How a SpikingResNet is built. */
-export interface SpikingResNetConfig {
+/** How a SpikingResNet is built: the model options that apply to a ResNet, and which one. */
+export interface SpikingResNetConfig extends Omit<ModelOptions, "depth" | "widths"> {
   /** Architecture. */
   arch: ResNetArch;
-  /** Classes of the classifier. */
-  numClasses: number;
-  /** Time steps. May change between training stages. */
-  T: number;
-  /** 3 for images, 2 for event streams (the event stem). */
-  inChannels?: number;
-  /** conv7x7 s2 stem and stride-2 first stage; default: more than 200 classes. */
-  imagenetStem?: boolean;
-  /** The SML surrogate modules to attach (none when absent). */
-  modules?: SurrogateConfig;
-  /** LIF neuron options (T comes from the model). */
-  lif?: Omit<LifOptions, "T">;
-  /** Seed of the parameter initialisation. */
-  seed?: number;
-  /**
-   * Stem width; every stage scales with it (64 is the published network). Narrow networks serve tests
-   * and quick experiments.
-   */
-  width?: number;
 }
 
 /** A spiking ResNet basic block: conv-BN-LIF, conv-BN, the shortcut added, LIF. */
