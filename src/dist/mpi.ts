@@ -32,8 +32,12 @@ interface Constants {
   commTypeShared: number;
 }
 
-/** From /usr/include/x86_64-linux-gnu/mpich/mpi.h (MPICH 4.0.2); stable across MPICH's ABI (soname .12). */
-const MPICH: Constants = {
+/**
+ * From /usr/include/x86_64-linux-gnu/mpich/mpi.h (MPICH 4.0.2); stable across MPICH's ABI (soname .12).
+ * A function, not a constant: making MPI_IN_PLACE's pointer needs the FFI permission, which a process that
+ * never joins a job (every single-process run, every script importing mod.ts) is not asked for.
+ */
+const mpichConstants = (): Constants => ({
   commWorld: 0x44000000,
   float: 0x4c00040a,
   double: 0x4c00080b,
@@ -43,7 +47,7 @@ const MPICH: Constants = {
   infoNull: 0x1c000000,
   inPlace: Deno.UnsafePointer.create(0xffffffffffffffffn),
   commTypeShared: 1,
-};
+});
 
 /** Open MPI's predefined objects (mpi.h: `OMPI_PREDEFINED_GLOBAL(type, symbol)`). */
 const OPEN_MPI_SYMBOLS = {
@@ -141,7 +145,7 @@ export class Mpi {
         failures.push(`${path} (${firstLine((error as Error).message)})`);
         continue;
       }
-      const constants = abi === "mpich" ? MPICH : openMpiConstants(path);
+      const constants = abi === "mpich" ? mpichConstants() : openMpiConstants(path);
       return new Mpi(path, abi, library.symbols, constants);
     }
     const where = override ? "SPIKEGPU_MPI_LIB" : "the dynamic loader's search path";
