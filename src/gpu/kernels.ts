@@ -363,11 +363,6 @@ export function deferHostStep(
   deferredActions.push({ kind: "host", staging, buffer, offset, bytes, step });
 }
 
-/** Whether GPU work is being recorded for a later replay (inside `runDeferred`). */
-export function deferring(): boolean {
-  return deferredActions !== undefined;
-}
-
 /** Number of dispatches recorded since the process started (for tests and benches). */
 export function dispatchTotal(): number {
   return dispatchCount;

@@ -21,7 +21,7 @@ import { Scope } from "../../src/tensor/scope.ts";
 export const BATCH = 3;
 /** The distance from the threshold every membrane of the single-process forward keeps (checked). */
 export const MARGIN = 1e-5;
-const SIDE = 16;
+const SIDE = 8;
 
 function build(threshold = 1) {
   const model = createModel("resnet18", {
