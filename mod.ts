@@ -30,6 +30,8 @@ export { conv2d } from "./src/ops/conv2d.ts";
 /** Mixed precision: `autocast(fn)` runs fn's convolutions on f16 operands; `toHalf` rounds f32 to f16. */
 export { autocast, toHalf } from "./src/ops/autocast.ts";
 export { batchNorm } from "./src/ops/batch_norm.ts";
+/** SyncBatchNorm: training batch norms inside `withBatchNormReduction` normalise over every rank's batch. */
+export { withBatchNormReduction } from "./src/ops/batch_norm_reduction.ts";
 export { linear } from "./src/ops/linear.ts";
 export { lif } from "./src/ops/lif.ts";
 export type { LifOptions, Surrogate } from "./src/ops/lif.ts";
@@ -186,6 +188,7 @@ export type { ConvUnit, Prediction } from "./src/models/surrogate_module.ts";
 export type { ConvBnLif } from "./src/models/plain_cnn.ts";
 export type { Backward, BackwardOptions, Entry } from "./src/tensor/tape.ts";
 export type { BatchNormOptions, BatchNormState } from "./src/ops/batch_norm.ts";
+export type { BatchNormReduction } from "./src/ops/batch_norm_reduction.ts";
 export type { Conv2dOptions } from "./src/ops/conv2d.ts";
 export type { NamedArray, SafetensorsDType } from "./src/io/safetensors.ts";
 export type { PointReport, ProbedModel, ProbeReport } from "./src/sml/gradient_probe.ts";

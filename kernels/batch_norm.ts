@@ -362,3 +362,119 @@ ${code}
 `,
   };
 }
+
+/** Length of the per-channel vector a synchronised batch norm reduces over ranks (see below). */
+export function channelSumsLength(channels: number, withShift: boolean): number {
+  return (withShift ? 3 : 2) * channels + 1;
+}
+
+/**
+ * A synchronised batch norm's local contribution, from the partials of batchNormStatsKernel or
+ * batchNormGradSumsKernel: each channel's two sums (rows 0 and 1), with `withShift` the value x0 they
+ * were taken around (row 2), and last this rank's value count per channel (N * spatial).
+ * Bindings: partials, x (withShift only), sums (channelSumsLength).
+ */
+export function batchNormChannelSumsKernel(shape: BatchNormShape, withShift: boolean): BatchNormKernel {
+  const { partitions, perChannel } = reductionSplit(shape);
+  const C = shape.channels;
+  const grid = gridFor(C, REDUCE_WORKGROUP);
+  const sums = `@group(0) @binding(${withShift ? 2 : 1}) var<storage, read_write> sums: array<f32>;`;
+  return {
+    key: kernelKey("batch_norm_channel_sums", { shape: shapeSpec(shape), withShift }),
+    workgroups: grid.workgroups,
+    wgsl: () => `
+@group(0) @binding(0) var<storage, read> partials: array<f32>;
+${withShift ? "@group(0) @binding(1) var<storage, read> x: array<f32>;" : ""}
+${sums}
+
+@compute @workgroup_size(${REDUCE_WORKGROUP})
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let c = gid.x + gid.y * ${grid.rowStride}u;
+  if (c >= ${C}u) { return; }
+  var first = 0.0;
+  var second = 0.0;
+  for (var p = 0u; p < ${partitions}u; p++) {
+    let slot = c * ${partitions}u + p;
+    first += partials[2u * slot];
+    second += partials[2u * slot + 1u];
+  }
+  sums[c] = first;
+  sums[${C}u + c] = second;
+  ${withShift ? `sums[${2 * C}u + c] = x[c * ${shape.spatial}u];` : ""}
+  if (c == 0u) { sums[${channelSumsLength(C, withShift) - 1}u] = ${f32(perChannel)}; }
+}
+`,
+  };
+}
+
+/**
+ * Training statistics of a synchronised batch norm, as batchNormTrainStatsKernel but from the moments
+ * combined over ranks: per channel the mean (row 0) and the sum of squared deviations from it (row 1),
+ * and the total count at index 3C. Bindings: moments, weight, bias, stats, running_mean, running_var.
+ */
+export function batchNormSyncStatsKernel(channels: number, momentum: number, eps: number): BatchNormKernel {
+  const C = channels;
+  const grid = gridFor(C, REDUCE_WORKGROUP);
+  return {
+    key: kernelKey("batch_norm_sync_stats", { channels, momentum, eps }),
+    workgroups: grid.workgroups,
+    wgsl: () => `
+@group(0) @binding(0) var<storage, read> moments: array<f32>;
+@group(0) @binding(1) var<storage, read> weight: array<f32>;
+@group(0) @binding(2) var<storage, read> bias: array<f32>;
+@group(0) @binding(3) var<storage, read_write> stats: array<f32>;
+@group(0) @binding(4) var<storage, read_write> running_mean: array<f32>;
+@group(0) @binding(5) var<storage, read_write> running_var: array<f32>;
+
+@compute @workgroup_size(${REDUCE_WORKGROUP})
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let c = gid.x + gid.y * ${grid.rowStride}u;
+  if (c >= ${C}u) { return; }
+  let mean = moments[c];
+  let m2 = moments[${C}u + c];
+  let count = moments[${3 * C}u];
+  let inv_std = 1.0 / sqrt(m2 / count + ${f32(eps)});
+  let scale = weight[c] * inv_std;
+  stats[c] = mean;
+  stats[${C}u + c] = inv_std;
+  stats[${2 * C}u + c] = scale;
+  stats[${3 * C}u + c] = bias[c] - mean * scale;
+  running_mean[c] = ${f32(1 - momentum)} * running_mean[c] + ${f32(momentum)} * mean;
+  running_var[c] = ${f32(1 - momentum)} * running_var[c] + ${f32(momentum)} * (m2 / (count - 1.0));
+}
+`,
+  };
+}
+
+/**
+ * The input-gradient coefficients of a synchronised batch norm (as batchNormGradParamsKernel writes
+ * them), from the sums of dL/dy and of dL/dy * (x - mean) over every rank's values (rows 0 and 1 of
+ * `sums`, the total count at 2C). Bindings: sums, stats, weight, coefficients.
+ */
+export function batchNormSyncGradKernel(channels: number): BatchNormKernel {
+  const C = channels;
+  const grid = gridFor(C, REDUCE_WORKGROUP);
+  return {
+    key: kernelKey("batch_norm_sync_grad", { channels }),
+    workgroups: grid.workgroups,
+    wgsl: () => `
+@group(0) @binding(0) var<storage, read> sums: array<f32>;
+@group(0) @binding(1) var<storage, read> stats: array<f32>;
+@group(0) @binding(2) var<storage, read> weight: array<f32>;
+@group(0) @binding(3) var<storage, read_write> coefficients: array<f32>;
+
+@compute @workgroup_size(${REDUCE_WORKGROUP})
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let c = gid.x + gid.y * ${grid.rowStride}u;
+  if (c >= ${C}u) { return; }
+  let count = sums[${2 * C}u];
+  let inv_std = stats[${C}u + c];
+  let gw = sums[${C}u + c] * inv_std;
+  let a = weight[c] * inv_std;
+  coefficients[c] = a;
+  coefficients[${C}u + c] = -a * gw * inv_std / count;
+  coefficients[${2 * C}u + c] = -a * sums[c] / count;
+}
+`,
+  };
+}

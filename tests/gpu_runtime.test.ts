@@ -4,7 +4,16 @@
  */
 import assert from "node:assert/strict";
 import { gpu, VULKAN_MANIFEST_DIRS } from "../src/gpu/device.ts";
-import { bindGroupCount, compiledKernelCount, synchronize } from "../src/gpu/kernels.ts";
+import {
+  bindGroupCount,
+  compiledKernelCount,
+  deferHostStep,
+  readBuffer,
+  runDeferred,
+  synchronize,
+  writeBuffer,
+} from "../src/gpu/kernels.ts";
+import { createOptimizer } from "../src/optim/registry.ts";
 import { poolStats, resetPeak } from "../src/gpu/pool.ts";
 import { add, leakyRelu } from "../src/ops/elementwise.ts";
 import { Tape } from "../src/tensor/tape.ts";
@@ -153,4 +162,75 @@ Deno.test("gpu: with a Vulkan driver installed and no backend chosen, Vulkan is 
   });
   if (!vulkanInstalled) return assert.equal(report.backend, "auto");
   assert.deepEqual(report, { backend: "vulkan", gl: false });
+});
+
+Deno.test("gpu: deferred mode replays kernels, uploads and a host step in the order they were recorded", async () => {
+  await setupGpu();
+  const data = Float32Array.from({ length: 300 }, (_, i) => Math.sin(i) * 3);
+  // x -> y = leakyRelu(x) -> y doubled (on the host) -> (y + x) + an upload made after the host step.
+  const steps = (double: (y: Tensor) => void | Promise<void>) => {
+    const x = Tensor.fromData(data, [300]);
+    const y = leakyRelu(x);
+    const rest = () => {
+      const w = Tensor.fromData(data.map((v) => v + 1), [300]);
+      const sum = add(y, x);
+      const out = add(sum, w);
+      for (const t of [x, y, sum, w]) t.dispose();
+      return out;
+    };
+    const doubled = double(y);
+    return doubled instanceof Promise ? doubled.then(rest) : rest();
+  };
+  const eager = await steps(async (y) => {
+    writeBuffer(y.buffer, (await y.readFloat()).map((v) => 2 * v));
+  });
+  const reference = await eager.readFloat();
+  eager.dispose();
+  const undoubled = await steps(() => {});
+  assert.notDeepEqual(await undoubled.readFloat(), reference, "the host step changes the result");
+  undoubled.dispose();
+  let calls = 0;
+  let refused: Promise<string> | undefined;
+  const deferred = await runDeferred(() => {
+    const out = steps((y) =>
+      deferHostStep(y.buffer, 0, y.byteLength, (values) => {
+        calls++;
+        for (let i = 0; i < values.length; i++) values[i] *= 2;
+      })
+    ) as Tensor;
+    assert.equal(calls, 0, "a host step runs at the replay, not while recording");
+    refused = readBuffer(out.buffer, 4).then(() => "read", (error) => error.message);
+    return out;
+  });
+  assert.match(await refused!, /readBuffer inside runDeferred/);
+  assert.equal(calls, 1);
+  assert.deepEqual(await deferred.readFloat(), reference);
+  deferred.dispose();
+});
+
+Deno.test("gpu: kernels with uniform blocks recorded in deferred mode give the immediate mode's results", async () => {
+  await setupGpu();
+  // Two SGD steps with different learning rates, an upload (a submit) between them: the second step
+  // rewrites the uniform slot the first one used, so the replay must write each step's own copy.
+  const run = () => {
+    const weight = Tensor.fromData(Float32Array.from({ length: 64 }, (_, i) => i / 10), [64]);
+    const optimizer = createOptimizer("sgd", [weight], { lr: 0.1, momentum: 0.9 });
+    for (const lr of [0.1, 0.25, 0.05]) {
+      weight.grad?.dispose();
+      weight.grad = Tensor.fromData(Float32Array.from({ length: 64 }, (_, i) => Math.cos(i * lr)), [64]);
+      optimizer.lr = lr;
+      optimizer.step();
+      optimizer.zeroGrad();
+    }
+    return { weight, optimizer };
+  };
+  const immediate = run();
+  const expected = await immediate.weight.readFloat();
+  const deferred = await runDeferred(run);
+  assert.deepEqual(await deferred.weight.readFloat(), expected);
+  for (const { weight, optimizer } of [immediate, deferred]) {
+    optimizer.dispose();
+    weight.grad?.dispose();
+    weight.dispose();
+  }
 });

@@ -7,6 +7,7 @@
 import { stateDict } from "../io/state_dict.ts";
 import type { Module } from "../nn/module.ts";
 import type { ActivityReport } from "../nn/activity.ts";
+import type { BatchNormReduction } from "../ops/batch_norm_reduction.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import type { Communicator } from "./communicator.ts";
 import { GradientAllreduce } from "./gradient_allreduce.ts";
@@ -15,6 +16,11 @@ import { GradientAllreduce } from "./gradient_allreduce.ts";
 export class DataParallel {
   /** The per-step gradient all-reduce (run between backward and the optimizer update). */
   readonly gradients: GradientAllreduce;
+  /**
+   * With `syncBatchNorm` on more than one rank (--sync-bn), the collectives that synchronise training
+   * batch norms over ranks (src/ops/batch_norm_reduction.ts); else undefined.
+   */
+  readonly batchNorm: BatchNormReduction | undefined;
 
   /** `bucketBytes`: the staging buckets' size cap (see GradientAllreduce). */
   constructor(
@@ -22,9 +28,21 @@ export class DataParallel {
     model: Module,
     params: readonly Tensor[],
     bucketBytes?: number,
+    syncBatchNorm = false,
   ) {
     const statistics = model.stateEntries().flatMap((entry) => entry.kind === "buffer" ? [entry.tensor] : []);
     this.gradients = new GradientAllreduce(communicator, params, statistics, bucketBytes);
+    this.batchNorm = syncBatchNorm && communicator.size > 1
+      ? {
+        sum: (values) => communicator.allreduce(values),
+        gather: (values) => {
+          const all = communicator.allgather(
+            new Uint8Array(values.buffer, values.byteOffset, values.byteLength),
+          );
+          return new Float32Array(all.slice().buffer);
+        },
+      }
+      : undefined;
   }
 
   /** This process's rank. */

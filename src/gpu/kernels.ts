@@ -1,6 +1,8 @@
 /**
  * Compiles each kernel specialisation once and records dispatches into one pending command encoder,
  * which is submitted only when a result must leave the GPU (readback, upload) or the batch grows long.
+ * In deferred mode (`runDeferred`) the queue operations are recorded instead of executed, so that a
+ * host step (a collective over ranks) can sit between two kernels of a synchronously recorded forward.
  */
 import { gpu, throwIfGpuFailed } from "./device.ts";
 import { nextTimestampWrites, profileFull, profiling, resolveQueries } from "./profile.ts";
@@ -44,6 +46,36 @@ const pendingProfiles: Promise<void>[] = [];
 /** Uniform blocks by position among the dispatches since the last submit, so a step binds the same ones. */
 const uniformSlots: GPUBuffer[] = [];
 let uniformsUsed = 0;
+
+/**
+ * A queue operation of deferred mode: a submit, a write (its bytes copied when recorded: uniform slots
+ * and callers' arrays are rewritten before the replay), or a host step on a range read back from the GPU.
+ */
+type DeferredAction =
+  | { kind: "submit"; commands: GPUCommandBuffer }
+  | { kind: "write"; buffer: GPUBuffer; offset: number; bytes: Uint8Array<ArrayBuffer> }
+  | {
+    kind: "host";
+    staging: GPUBuffer;
+    buffer: GPUBuffer;
+    offset: number;
+    bytes: number;
+    step: (data: Float32Array) => void;
+  };
+/** The actions recorded so far while in deferred mode; undefined in the ordinary, immediate mode. */
+let deferredActions: DeferredAction[] | undefined;
+
+/** `queue.writeBuffer` now, or, in deferred mode, a recorded copy of `bytes` written at the replay. */
+function queueWrite(buffer: GPUBuffer, offset: number, bytes: Uint8Array<ArrayBuffer>): void {
+  if (deferredActions) deferredActions.push({ kind: "write", buffer, offset, bytes: bytes.slice() });
+  else gpu().device.queue.writeBuffer(buffer, offset, bytes);
+}
+
+function refuseInDeferredMode(what: string): void {
+  if (deferredActions) {
+    throw new Error(`spikegpu: ${what} inside runDeferred: results are only available after its replay`);
+  }
+}
 
 /**
  * Checks the rule "equal keys mean equal WGSL" at run time (for tests and debugging): every dispatch
@@ -132,7 +164,7 @@ export function dispatch(
     const bytes = ArrayBuffer.isView(uniform)
       ? new Uint8Array(uniform.buffer as ArrayBuffer, uniform.byteOffset, uniform.byteLength)
       : new Uint8Array(uniform);
-    device.queue.writeBuffer(buffer, 0, bytes);
+    queueWrite(buffer, 0, bytes);
     bindings.push(buffer);
   }
   const bindGroup = bindGroupFor(pipeline, bindings);
@@ -212,13 +244,15 @@ export function flush(): void {
   pass = undefined;
   encoder = undefined;
   pendingDispatches = 0;
-  gpu().device.queue.submit([commands]);
+  if (deferredActions) deferredActions.push({ kind: "submit", commands });
+  else gpu().device.queue.submit([commands]);
   uniformsUsed = 0;
   if (collect) pendingProfiles.push(collect());
 }
 
 /** Waits for all submitted work; surfaces a lost device or GPU error instead of hanging. */
 export async function synchronize(): Promise<void> {
+  refuseInDeferredMode("synchronize");
   flush();
   await gpu().device.queue.onSubmittedWorkDone();
   await Promise.all(pendingProfiles.splice(0));
@@ -227,6 +261,7 @@ export async function synchronize(): Promise<void> {
 
 /** Copies `bytes` from `buffer` to the CPU. */
 export async function readBuffer(buffer: GPUBuffer, bytes: number, offset = 0): Promise<ArrayBuffer> {
+  refuseInDeferredMode("readBuffer");
   const { device } = gpu();
   const size = Math.ceil(bytes / 4) * 4;
   const staging = device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
@@ -246,12 +281,86 @@ export function writeBuffer(buffer: GPUBuffer, data: ArrayBufferView, offset = 0
   flush();
   const bytes = new Uint8Array(data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
   if (bytes.byteLength % 4 === 0) {
-    gpu().device.queue.writeBuffer(buffer, offset, bytes);
+    queueWrite(buffer, offset, bytes);
   } else {
     const padded = new Uint8Array(Math.ceil(bytes.byteLength / 4) * 4);
     padded.set(bytes);
-    gpu().device.queue.writeBuffer(buffer, offset, padded);
+    queueWrite(buffer, offset, padded);
   }
+}
+
+/**
+ * Records `body`'s GPU work without executing it, then replays it in the same queue order, running the
+ * host steps (`deferHostStep`) where they were recorded. `body` runs synchronously and must not read
+ * results back (readBuffer and synchronize are errors inside it); the promise resolves with its value
+ * once every recorded submit, write and host step has been issued.
+ */
+export async function runDeferred<T>(body: () => T): Promise<T> {
+  if (deferredActions) throw new Error("spikegpu: runDeferred cannot be nested");
+  if (profiling()) throw new Error("spikegpu: runDeferred cannot run while kernels are being profiled");
+  flush();
+  const actions: DeferredAction[] = deferredActions = [];
+  let result: T;
+  try {
+    result = body();
+    flush();
+  } catch (error) {
+    // Dropped commands never run; what body recorded is lost with its error.
+    encoder = pass = undefined;
+    pendingDispatches = 0;
+    uniformsUsed = 0;
+    for (const action of actions) if (action.kind === "host") action.staging.destroy();
+    throw error;
+  } finally {
+    deferredActions = undefined;
+  }
+  await replay(actions);
+  return result;
+}
+
+async function replay(actions: readonly DeferredAction[]): Promise<void> {
+  const { queue } = gpu().device;
+  try {
+    for (const action of actions) {
+      if (action.kind === "submit") queue.submit([action.commands]);
+      else if (action.kind === "write") queue.writeBuffer(action.buffer, action.offset, action.bytes);
+      else {
+        await action.staging.mapAsync(GPUMapMode.READ);
+        throwIfGpuFailed();
+        const data = new Float32Array(action.staging.getMappedRange().slice(0, action.bytes));
+        action.staging.destroy();
+        action.step(data);
+        queue.writeBuffer(action.buffer, action.offset, data);
+      }
+    }
+  } finally {
+    // Destroying twice is allowed; a replay stopped by an error leaves no staging buffer behind.
+    for (const action of actions) if (action.kind === "host") action.staging.destroy();
+  }
+}
+
+/**
+ * In deferred mode, records a host step: after the work recorded so far, `bytes` of `buffer` from
+ * `offset` are read back as f32, `step` changes them in place (an all-reduce over ranks), and they are
+ * written back before the work recorded after it.
+ */
+export function deferHostStep(
+  buffer: GPUBuffer,
+  offset: number,
+  bytes: number,
+  step: (data: Float32Array) => void,
+): void {
+  if (!deferredActions) throw new Error("spikegpu: deferHostStep is only possible inside runDeferred");
+  if (bytes % 4 !== 0 || offset % 4 !== 0) {
+    throw new Error(`spikegpu: deferHostStep needs whole f32 values; got ${bytes} bytes at offset ${offset}`);
+  }
+  const staging = gpu().device.createBuffer({
+    size: bytes,
+    usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+  });
+  currentEncoder().copyBufferToBuffer(buffer, offset, staging, 0, bytes);
+  flush();
+  deferredActions.push({ kind: "host", staging, buffer, offset, bytes, step });
 }
 
 /** Number of dispatches recorded since the process started (for tests and benches). */

@@ -1,5 +1,6 @@
 /** Batch normalisation with PyTorch's BatchNorm1d / BatchNorm2d semantics (SPEC §3). */
 import {
+  batchNormChannelSumsKernel,
   batchNormEvalStatsKernel,
   batchNormGradInputKernel,
   batchNormGradParamsKernel,
@@ -7,13 +8,17 @@ import {
   batchNormNormalizeKernel,
   type BatchNormShape,
   batchNormStatsKernel,
+  batchNormSyncGradKernel,
+  batchNormSyncStatsKernel,
   batchNormTrainStatsKernel,
+  channelSumsLength,
   GRAD_ROWS,
   reductionSplit,
   STATS_ROWS,
 } from "../../kernels/batch_norm.ts";
 import { f32 } from "../../kernels/common.ts";
-import { dispatch } from "../gpu/kernels.ts";
+import { deferHostStep, dispatch } from "../gpu/kernels.ts";
+import { type BatchNormReduction, batchNormReduction, mergeMoments } from "./batch_norm_reduction.ts";
 import { map } from "./elementwise.ts";
 import { currentTape, record } from "../tensor/tape.ts";
 import { Tensor } from "../tensor/tensor.ts";
@@ -64,13 +69,16 @@ function shapeOf(x: Tensor, state: BatchNormState): BatchNormShape {
 export interface BatchNormStatistics {
   shape: BatchNormShape;
   stats: Tensor;
+  /** Set when the statistics were taken over every rank's batch: the backward sums over ranks too. */
+  reduction?: BatchNormReduction;
 }
 
 /**
  * The statistics half of a batch norm: in training the batch's mean and biased variance over (N, H, W),
  * with `state.runningMean` / `state.runningVar` updated in place on the GPU (momentum, unbiased variance)
  * as torch.nn.BatchNorm does; in evaluation the running ones. Either way folded with the affine weight
- * and bias into a per-channel scale and shift.
+ * and bias into a per-channel scale and shift. Inside `withBatchNormReduction` (training only) the batch
+ * is every rank's: the partial sums are merged over ranks by a host step (see batch_norm_reduction.ts).
  */
 export function batchNormStatistics(
   x: Tensor,
@@ -93,10 +101,26 @@ export function batchNormStatistics(
   // Mean, 1/std, and the affine form (scale, shift) this call normalises with.
   const stats = Tensor.empty([STATS_ROWS, C], { name: `${x.name}_bn_stats` });
   const { weight, bias, runningMean, runningVar } = state;
+  const reduction = options.training ? batchNormReduction() : undefined;
   if (options.training) {
     const partials = Tensor.empty([C, partitions, 2], { name: `${x.name}_bn_partials` });
     const reduce = batchNormStatsKernel(shape);
     dispatch(reduce, [x.buffer, partials.buffer], reduce.workgroups);
+    if (reduction) {
+      const moments = Tensor.empty([channelSumsLength(C, true)], { name: `${x.name}_bn_moments` });
+      const sums = batchNormChannelSumsKernel(shape, true);
+      dispatch(sums, [partials, x, moments].map((t) => t.buffer), sums.workgroups);
+      partials.dispose();
+      deferHostStep(moments.buffer, 0, moments.byteLength, (values) => mergeMoments(values, C, reduction));
+      const finish = batchNormSyncStatsKernel(C, momentum, eps);
+      dispatch(
+        finish,
+        [moments, weight, bias, stats, runningMean, runningVar].map((t) => t.buffer),
+        finish.workgroups,
+      );
+      moments.dispose();
+      return { shape, stats, reduction };
+    }
     const finish = batchNormTrainStatsKernel(shape, momentum, eps);
     dispatch(
       finish,
@@ -118,7 +142,7 @@ export function batchNormStatistics(
 export function batchNormBackward(
   x: Tensor,
   state: BatchNormState,
-  { shape, stats }: BatchNormStatistics,
+  { shape, stats, reduction }: BatchNormStatistics,
   training: boolean,
   gradY: Tensor,
 ): [Tensor | null, Tensor, Tensor] {
@@ -136,6 +160,17 @@ export function batchNormBackward(
     [partials, stats, weight, gradWeight, gradBias, coefficients].map((t) => t.buffer),
     params.workgroups,
   );
+  if (reduction && x.requiresGrad) {
+    // Synchronised: the weight and bias gradients stay this rank's (averaged with every parameter's
+    // afterwards); the input gradient's coefficients come from the sums over all ranks' values.
+    const sums = Tensor.empty([channelSumsLength(shape.channels, false)], { name: `${x.name}_bn_grad_sums` });
+    const local = batchNormChannelSumsKernel(shape, false);
+    dispatch(local, [partials.buffer, sums.buffer], local.workgroups);
+    deferHostStep(sums.buffer, 0, sums.byteLength, (values) => reduction.sum(values));
+    const global = batchNormSyncGradKernel(shape.channels);
+    dispatch(global, [sums, stats, weight, coefficients].map((t) => t.buffer), global.workgroups);
+    sums.dispose();
+  }
   partials.dispose();
   let gradX: Tensor | null = null;
   if (x.requiresGrad) {

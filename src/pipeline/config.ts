@@ -125,6 +125,13 @@ export const OPTIONS = {
     false,
     "data-parallel over MPI ranks (mpirun/srun); an error without a launcher",
   ),
+  /** SyncBatchNorm; a single process (a world of one) already normalises over the whole batch. */
+  syncBn: option(
+    "sync-bn",
+    toggle,
+    false,
+    "data-parallel: batch-norm statistics over all ranks' batches (no effect in one process)",
+  ),
 };
 
 /** Every value of a run, one per entry of OPTIONS. */

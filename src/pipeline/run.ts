@@ -196,7 +196,9 @@ export async function prepareRun(
       scaler,
       state,
       start,
-      parallel: job ? new DataParallel(job.communicator, model, optimizer.params) : undefined,
+      parallel: job
+        ? new DataParallel(job.communicator, model, optimizer.params, undefined, config.syncBn)
+        : undefined,
       leader,
       close() {
         train.close();

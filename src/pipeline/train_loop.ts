@@ -241,8 +241,9 @@ export async function runTraining(run: TrainingRun): Promise<RunSummary> {
           activity: logging ? activity : undefined,
           scaler,
         };
-        if (parallel) await trainStepReduced(context, batch, () => parallel.gradients.run());
-        else trainStep(context, batch);
+        if (parallel) {
+          await trainStepReduced(context, batch, () => parallel.gradients.run(), parallel.batchNorm);
+        } else trainStep(context, batch);
         progress.step++;
         progress.batchInEpoch++;
         if (logging) {

@@ -4,9 +4,10 @@
  */
 import type { ForwardResult } from "../models/attachment.ts";
 import type { SpikingModel } from "../models/registry.ts";
-import { copyBuffer } from "../gpu/kernels.ts";
+import { copyBuffer, runDeferred } from "../gpu/kernels.ts";
 import type { ActivityRecorder } from "../nn/activity.ts";
 import { autocast } from "../ops/autocast.ts";
+import { type BatchNormReduction, withBatchNormReduction } from "../ops/batch_norm_reduction.ts";
 import type { GradScaler } from "../optim/grad_scaler.ts";
 import type { Optimizer } from "../optim/optimizer.ts";
 import { type SmlLoss, smlLoss, type SmlLossOptions } from "../sml/loss.ts";
@@ -99,16 +100,23 @@ export function trainStep(context: TrainStepContext, batch: HostBatch): void {
 
 /**
  * `trainStep` as one rank of a data-parallel job: `reduceGradients` (an all-reduce over ranks) runs
- * between backward and the update, so every rank applies the same averaged gradients.
+ * between backward and the update, so every rank applies the same averaged gradients. With `batchNorm`
+ * (--sync-bn) training batch norms normalise over every rank's batch: forward and backward are recorded
+ * in deferred mode with the collectives as host steps, then replayed.
  */
 export async function trainStepReduced(
   context: TrainStepContext,
   batch: HostBatch,
   reduceGradients: () => Promise<void>,
+  batchNorm?: BatchNormReduction,
 ): Promise<void> {
   const tape = new Tape();
   try {
-    forwardBackward(context, batch, tape);
+    if (batchNorm) {
+      await runDeferred(() => withBatchNormReduction(batchNorm, () => forwardBackward(context, batch, tape)));
+    } else {
+      forwardBackward(context, batch, tape);
+    }
     await reduceGradients();
     update(context);
   } finally {
