@@ -28,7 +28,7 @@ export const MAY_IMPORT: Record<string, readonly string[]> = {
   "optim": ["nn", "ops", "tensor", "gpu", "kernels"],
   "data": [],
   "io": ["models", "optim", "nn", "tensor", "gpu"],
-  "dist": ["io", "nn", "tensor", "gpu", "kernels"],
+  "dist": ["io", "nn", "ops", "tensor", "gpu", "kernels"],
   "pipeline": ["dist", "io", "sml", "optim", "data", "models", "nn", "ops", "tensor", "gpu", "kernels"],
   "pipelines": ["dist", "pipeline", "io", "sml", "optim", "data", "models", "nn", "ops", "tensor", "gpu"],
   "cli": [
