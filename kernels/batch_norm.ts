@@ -120,6 +120,37 @@ ${code}
 }
 
 /**
+ * WGSL that adds channel `c`'s partition partials (pairs of sums) into the variables `first` and
+ * `second`, declared here.
+ */
+function addPartials(partitions: number, first: string, second: string): string {
+  return `  var ${first} = 0.0;
+  var ${second} = 0.0;
+  for (var p = 0u; p < ${partitions}u; p++) {
+    let slot = c * ${partitions}u + p;
+    ${first} += partials[2u * slot];
+    ${second} += partials[2u * slot + 1u];
+  }
+`;
+}
+
+/**
+ * WGSL that writes channel `c`'s training statistics (mean, inv_std, the affine scale and shift) and
+ * updates its running mean and unbiased running variance, from `mean`, `m2` (the sum of squared
+ * deviations) and `inv_std`; `countLessOne` is the WGSL of the value count minus one.
+ */
+function writeTrainStats(C: number, momentum: number, countLessOne: string): string {
+  return `  let scale = weight[c] * inv_std;
+  stats[c] = mean;
+  stats[${C}u + c] = inv_std;
+  stats[${2 * C}u + c] = scale;
+  stats[${3 * C}u + c] = bias[c] - mean * scale;
+  running_mean[c] = ${f32(1 - momentum)} * running_mean[c] + ${f32(momentum)} * mean;
+  running_var[c] = ${f32(1 - momentum)} * running_var[c] + ${f32(momentum)} * (m2 / ${countLessOne});
+`;
+}
+
+/**
  * Training statistics: adds a channel's partials into its mean and 1/sqrt(biased var + eps), and the
  * affine form y = x * scale + shift of the normalisation, written to `stats` ([STATS_ROWS, C]); updates
  * the running mean and running (unbiased) variance in place with `momentum`, as torch.nn.BatchNorm does.
@@ -149,25 +180,11 @@ export function batchNormTrainStatsKernel(
 fn main(@builtin(global_invocation_id) gid: vec3u) {
   let c = gid.x + gid.y * ${grid.rowStride}u;
   if (c >= ${C}u) { return; }
-  var sum = 0.0;
-  var squares = 0.0;
-  for (var p = 0u; p < ${partitions}u; p++) {
-    let slot = c * ${partitions}u + p;
-    sum += partials[2u * slot];
-    squares += partials[2u * slot + 1u];
-  }
-  let offset = sum / ${f32(perChannel)};
+${addPartials(partitions, "sum", "squares")}  let offset = sum / ${f32(perChannel)};
   let mean = x[c * ${shape.spatial}u] + offset;
   let m2 = max(squares - sum * offset, 0.0);
   let inv_std = 1.0 / sqrt(m2 / ${f32(perChannel)} + ${f32(eps)});
-  let scale = weight[c] * inv_std;
-  stats[c] = mean;
-  stats[${C}u + c] = inv_std;
-  stats[${2 * C}u + c] = scale;
-  stats[${3 * C}u + c] = bias[c] - mean * scale;
-  running_mean[c] = ${f32(1 - momentum)} * running_mean[c] + ${f32(momentum)} * mean;
-  running_var[c] = ${f32(1 - momentum)} * running_var[c] + ${f32(momentum)} * (m2 / ${f32(perChannel - 1)});
-}
+${writeTrainStats(C, momentum, `${f32(perChannel - 1)}`)}}
 `,
   };
 }
@@ -391,14 +408,7 @@ ${sums}
 fn main(@builtin(global_invocation_id) gid: vec3u) {
   let c = gid.x + gid.y * ${grid.rowStride}u;
   if (c >= ${C}u) { return; }
-  var first = 0.0;
-  var second = 0.0;
-  for (var p = 0u; p < ${partitions}u; p++) {
-    let slot = c * ${partitions}u + p;
-    first += partials[2u * slot];
-    second += partials[2u * slot + 1u];
-  }
-  sums[c] = first;
+${addPartials(partitions, "first", "second")}  sums[c] = first;
   sums[${C}u + c] = second;
   ${withShift ? `sums[${2 * C}u + c] = x[c * ${shape.spatial}u];` : ""}
   if (c == 0u) { sums[${channelSumsLength(C, withShift) - 1}u] = ${f32(perChannel)}; }
@@ -434,14 +444,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   let m2 = moments[${C}u + c];
   let count = moments[${3 * C}u];
   let inv_std = 1.0 / sqrt(m2 / count + ${f32(eps)});
-  let scale = weight[c] * inv_std;
-  stats[c] = mean;
-  stats[${C}u + c] = inv_std;
-  stats[${2 * C}u + c] = scale;
-  stats[${3 * C}u + c] = bias[c] - mean * scale;
-  running_mean[c] = ${f32(1 - momentum)} * running_mean[c] + ${f32(momentum)} * mean;
-  running_var[c] = ${f32(1 - momentum)} * running_var[c] + ${f32(momentum)} * (m2 / (count - 1.0));
-}
+${writeTrainStats(C, momentum, "(count - 1.0)")}}
 `,
   };
 }
