@@ -7,21 +7,12 @@
  * Skipped only where `mpirun` is not installed (CI installs MPICH, so they run there).
  */
 import assert from "node:assert/strict";
+import { mpirunInstalled } from "./mpirun.ts";
 import { readCheckpoint } from "../../src/io/checkpoint.ts";
 import { TINY_CLI } from "../helpers.ts";
 import { BATCH, STEPS, TEST_SAMPLES } from "./ddp_worker.ts";
 
-const MPIRUN = (() => {
-  try {
-    return new Deno.Command("mpirun", { args: ["--version"], stdout: "null", stderr: "null" }).outputSync()
-      .success;
-  } catch {
-    return false;
-  }
-})();
-if (!MPIRUN) {
-  console.warn("tests/dist/data_parallel.test.ts skipped: mpirun is not installed (apt-get install mpich)");
-}
+const MPIRUN = mpirunInstalled("tests/dist/data_parallel.test.ts");
 
 const DENO = Deno.execPath();
 const TRAIN = new URL("../../src/cli/train.ts", import.meta.url).pathname;

@@ -6,19 +6,10 @@
  * Skipped only where `mpirun` is not installed (CI installs MPICH, so it runs there).
  */
 import assert from "node:assert/strict";
+import { mpirunInstalled } from "./mpirun.ts";
 import { BATCH, MARGIN } from "./syncbn_worker.ts";
 
-const MPIRUN = (() => {
-  try {
-    return new Deno.Command("mpirun", { args: ["--version"], stdout: "null", stderr: "null" }).outputSync()
-      .success;
-  } catch {
-    return false;
-  }
-})();
-if (!MPIRUN) {
-  console.warn("tests/dist/sync_bn.test.ts skipped: mpirun is not installed (apt-get install mpich)");
-}
+const MPIRUN = mpirunInstalled("tests/dist/sync_bn.test.ts");
 
 const WORKER = new URL("./syncbn_worker.ts", import.meta.url).pathname;
 
