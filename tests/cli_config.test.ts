@@ -13,7 +13,7 @@ Deno.test("config: no flags gives the embedded MNIST default with two surrogate 
 });
 
 Deno.test("config: a preset supplies defaults and explicit flags override them", () => {
-  const { config, explicit } = parseConfig([
+  const { config, overrides } = parseConfig([
     "--preset",
     "cifar10-resnet19",
     "--data-dir",
@@ -24,7 +24,7 @@ Deno.test("config: a preset supplies defaults and explicit flags override them",
   assert.equal(config.model, "resnet19");
   assert.equal(config.batchSize, PIPELINES["cifar10-resnet19"].config.batchSize);
   assert.equal(config.T, 4);
-  assert.ok(explicit.has("T") && !explicit.has("batchSize"));
+  assert.ok("T" in overrides && !("batchSize" in overrides));
 });
 
 Deno.test("config: list flags parse (--sb-places 3,4,6 --sb-kernels 753,31 --augment autoaugment,cutout)", () => {

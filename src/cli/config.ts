@@ -31,7 +31,7 @@ export const FLAGS: Record<string, FlagSpec> = Object.fromEntries(
  */
 export function parseConfig(
   args: string[],
-): { config: RunConfig; overrides: Partial<RunConfig>; explicit: Set<keyof RunConfig>; help: boolean } {
+): { config: RunConfig; overrides: Partial<RunConfig>; help: boolean } {
   const options: Record<string, { type: "string" | "boolean" }> = { help: { type: "boolean" } };
   for (const [flag, spec] of Object.entries(FLAGS)) options[flag] = { type: spec.type };
   let parsed: ReturnType<typeof parseArgs>;
@@ -53,14 +53,10 @@ export function parseConfig(
   }
   const overrides = flagged as Partial<RunConfig>;
   const config = resolveConfig(PIPELINES[presetName].config, { preset: presetName }, overrides);
-  return {
-    config,
-    overrides,
-    explicit: new Set(Object.keys(flagged) as (keyof RunConfig)[]),
-    help: values.help === true,
-  };
+  return { config, overrides, help: values.help === true };
 }
 
+/** `--help`'s text: every flag with its help and default, then the presets. */
 export function helpText(): string {
   const lines = [
     "deno task train [flags]   train a spiking network with Surrogate Module Learning (SML)",
@@ -77,6 +73,8 @@ export function helpText(): string {
       : String(value);
     lines.push(`  --${flag.padEnd(18)} ${spec.help} (default ${spec.type === "boolean" ? "off" : shown})`);
   }
+  lines.push(`  --${"help".padEnd(18)} print this text and exit`);
+  lines.push(`  --${"version".padEnd(18)} print the version and exit`);
   lines.push("", "Presets set defaults for a data set and model (explicit flags win):");
   for (const [name, preset] of Object.entries(PIPELINES)) {
     lines.push(`  ${name.padEnd(22)} ${preset.description}`);
