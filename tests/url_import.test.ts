@@ -112,13 +112,13 @@ console.log(JSON.stringify({
 `;
 
 /**
- * The tiny network of tests/helpers.ts's TINY_CLI on the whole embedded MNIST: --train-limit and
- * --test-limit would build batches in-process, and this run must start a worker. Two steps of 250 and
- * the 2,000 test digits in 8 batches.
+ * The tiny network of tests/helpers.ts's TINY_CLI on the first 128 training and 64 test digits, batches
+ * built by one worker (which must load from the URL): two steps of 64, one test batch.
  */
 const CLI_ARGS = [
   ..."--model plain --width 4 --T 1 --sb-places 1,1 --sb-kernels 3 --sb-width 8".split(" "),
-  ..."--batch-size 250 --log-every 1 --epochs 1 --max-steps 2 --workers 1".split(" "),
+  ..."--batch-size 64 --log-every 1 --epochs 1 --max-steps 2 --workers 1".split(" "),
+  ..."--train-limit 128 --test-limit 64".split(" "),
 ];
 
 /** Environment of a new user's shell: no XDG_RUNTIME_DIR, colours off, the given DENO_DIR. */

@@ -22,7 +22,10 @@ export interface Sources {
 /** A process's place in a data-parallel job: rank `rank` of `size`. */
 export type Ranks = Omit<Shard, "pad">;
 
-/** The first `limit` samples of a data set (for smoke runs); loads in-process. */
+/**
+ * The first `limit` samples of a data set (for smoke runs). It keeps the data set's spec: a worker reopens
+ * the whole set and is only ever asked for indices below `limit`.
+ */
 function firstSamples(dataset: Dataset, limit: number): Dataset {
   if (limit <= 0 || limit >= dataset.length) return dataset;
   return {
@@ -31,6 +34,7 @@ function firstSamples(dataset: Dataset, limit: number): Dataset {
     numClasses: dataset.numClasses,
     classNames: dataset.classNames,
     sampleShape: dataset.sampleShape,
+    spec: dataset.spec,
     get: (index: number, rng: Rng, train: boolean) => dataset.get(index, rng, train),
   };
 }
@@ -54,14 +58,12 @@ export async function openSources(config: RunConfig, ranks?: Ranks): Promise<Sou
     await createDataset(config.dataset, { ...options, split: "test" }),
     config.testLimit,
   );
-  const limited = trainSet.spec === undefined || testSet.spec === undefined;
-  const workers = limited ? 0 : config.workers;
   const train = new DataLoader(trainSet, {
     batchSize: config.batchSize,
     seed: config.seed,
     train: true,
     dropLast: config.dropLast,
-    workers,
+    workers: config.workers,
     prefetch: config.prefetch,
     shard: ranks && { ...ranks, pad: true },
   });
@@ -70,7 +72,7 @@ export async function openSources(config: RunConfig, ranks?: Ranks): Promise<Sou
       batchSize: config.batchSize,
       seed: config.seed,
       train: false,
-      workers,
+      workers: config.workers,
       prefetch: config.prefetch,
       shard: ranks && { ...ranks, pad: false },
     })
