@@ -4,6 +4,7 @@ import { fileURLToPath } from "node:url";
 import { Rng } from "../src/data/rng.ts";
 import { initGpu } from "../src/gpu/device.ts";
 import { type NamedArray, readSafetensors } from "../src/io/safetensors.ts";
+import type { ModelOptions } from "../src/models/model.ts";
 import { Tape } from "../src/tensor/tape.ts";
 import { Tensor } from "../src/tensor/tensor.ts";
 
@@ -33,6 +34,19 @@ export const TINY_CLI = [
   "--log-every",
   "1",
 ];
+
+/**
+ * A tiny plain CNN (widths 4, 4, 8) with two one-layer surrogate modules, on 1-channel inputs of 4
+ * classes: the model of the tests that train a few real steps in-process.
+ */
+export const TINY_PLAIN: ModelOptions = {
+  numClasses: 4,
+  T: 1,
+  inChannels: 1,
+  widths: [4, 4, 8],
+  seed: 3,
+  modules: { positions: [1, 1], kernels: [[3]], width: 8 },
+};
 
 /**
  * The one generator of test data: the library's seeded xoshiro128** (src/data/rng.ts) with array helpers,

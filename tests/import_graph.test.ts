@@ -9,6 +9,22 @@ import { fileURLToPath } from "node:url";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 
+/** What the entry points (the CLI and mod.ts) may import: everything below them. */
+const ENTRY_POINTS_MAY_IMPORT = [
+  "dist",
+  "pipelines",
+  "pipeline",
+  "io",
+  "sml",
+  "optim",
+  "data",
+  "models",
+  "nn",
+  "ops",
+  "tensor",
+  "gpu",
+];
+
 /**
  * The layer rule, the one place it is written: what each layer may import besides its own files. Layers
  * only call downward: gpu <- tensor <- ops <- nn <- models <- sml / optim / data <- io <- pipeline <-
@@ -31,34 +47,8 @@ export const MAY_IMPORT: Record<string, readonly string[]> = {
   "dist": ["io", "nn", "ops", "tensor", "gpu", "kernels"],
   "pipeline": ["dist", "io", "sml", "optim", "data", "models", "nn", "ops", "tensor", "gpu", "kernels"],
   "pipelines": ["dist", "pipeline", "io", "sml", "optim", "data", "models", "nn", "ops", "tensor", "gpu"],
-  "cli": [
-    "dist",
-    "pipelines",
-    "pipeline",
-    "io",
-    "sml",
-    "optim",
-    "data",
-    "models",
-    "nn",
-    "ops",
-    "tensor",
-    "gpu",
-  ],
-  "mod": [
-    "dist",
-    "pipelines",
-    "pipeline",
-    "io",
-    "sml",
-    "optim",
-    "data",
-    "models",
-    "nn",
-    "ops",
-    "tensor",
-    "gpu",
-  ],
+  "cli": ENTRY_POINTS_MAY_IMPORT,
+  "mod": ENTRY_POINTS_MAY_IMPORT,
 };
 
 /** The layer a repository file belongs to. */

@@ -13,16 +13,9 @@ import { synchronize } from "../src/gpu/kernels.ts";
 import type { Checkpoint } from "../src/io/checkpoint.ts";
 import { smlLoss } from "../src/sml/loss.ts";
 import { Scope } from "../src/tensor/scope.ts";
-import { assertClose, FORWARD, setupGpu, TestRng } from "./helpers.ts";
+import { assertClose, FORWARD, setupGpu, TestRng, TINY_PLAIN } from "./helpers.ts";
 
-const OPTIONS: ModelOptions = {
-  numClasses: 4,
-  T: 2,
-  inChannels: 1,
-  widths: [4, 4, 8],
-  seed: 5,
-  modules: { positions: [1, 1], kernels: [[3]], width: 8 },
-};
+const OPTIONS: ModelOptions = { ...TINY_PLAIN, T: 2, seed: 5 };
 
 function batches(count: number): HostBatch[] {
   const rng = new TestRng(99);

@@ -11,21 +11,14 @@ import { DataParallel } from "../../src/dist/data_parallel.ts";
 import { startCommunicator } from "../../src/dist/communicator.ts";
 import { initGpu } from "../../src/gpu/device.ts";
 import { synchronize } from "../../src/gpu/kernels.ts";
-import { createModel, type ModelOptions, type SpikingModel } from "../../src/models/registry.ts";
+import { createModel, type SpikingModel } from "../../src/models/registry.ts";
 import type { Optimizer } from "../../src/optim/optimizer.ts";
 import { createOptimizer } from "../../src/optim/registry.ts";
 import { MetricsAccumulator } from "../../src/pipeline/metrics.ts";
 import { evaluate } from "../../src/pipeline/train_loop.ts";
 import { type HostBatch, trainStepReduced } from "../../src/pipeline/train_step.ts";
+import { TINY_PLAIN } from "../helpers.ts";
 
-const OPTIONS: ModelOptions = {
-  numClasses: 4,
-  T: 1,
-  inChannels: 1,
-  widths: [4, 4, 8],
-  seed: 3,
-  modules: { positions: [1, 1], kernels: [[3]], width: 8 },
-};
 export const STEPS = 3;
 export const BATCH = 4;
 /** Test samples: odd, so the ranks' shards differ in length and the last batch is padded. */
@@ -46,7 +39,7 @@ function dataset(name: string, length: number, seed: number): Dataset {
 }
 
 function build(): { model: SpikingModel; optimizer: ReturnType<typeof createOptimizer> } {
-  const model = createModel("plain", OPTIONS);
+  const model = createModel("plain", TINY_PLAIN);
   return { model, optimizer: createOptimizer("sgd", model.parameters(), { lr: 0.05, momentum: 0.9 }) };
 }
 

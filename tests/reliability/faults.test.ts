@@ -13,25 +13,16 @@ import { gpu, initGpu, throwIfGpuFailed } from "../../src/gpu/device.ts";
 import { synchronize, writeBuffer } from "../../src/gpu/kernels.ts";
 import { createTensorBuffer } from "../../src/gpu/pool.ts";
 import { firstNonFinite, readCheckpoint } from "../../src/io/checkpoint.ts";
-import { createModel, type ModelOptions, type SpikingModel } from "../../src/models/registry.ts";
+import { createModel, type SpikingModel } from "../../src/models/registry.ts";
 import { createOptimizer } from "../../src/optim/registry.ts";
 import { type FaultRecord, type MetricsRecord, RunFolder } from "../../src/pipeline/run_folder.ts";
 import type { BatchSource } from "../../src/pipeline/stage.ts";
 import { type LoopObserver, NonFiniteError, runTraining } from "../../src/pipeline/train_loop.ts";
 import type { HostBatch } from "../../src/pipeline/train_step.ts";
 import { Tensor } from "../../src/tensor/tensor.ts";
-import { setupGpu, TestRng } from "../helpers.ts";
+import { setupGpu, TestRng, TINY_PLAIN } from "../helpers.ts";
 
 const REPO = new URL("../../", import.meta.url).pathname;
-
-const OPTIONS: ModelOptions = {
-  numClasses: 4,
-  T: 1,
-  inChannels: 1,
-  widths: [4, 4, 8],
-  seed: 3,
-  modules: { positions: [1, 1], kernels: [[3]], width: 8 },
-};
 
 function batches(count: number): HostBatch[] {
   const rng = new TestRng(7);
@@ -49,7 +40,7 @@ function sourceOf(
   before: (index: number, model: SpikingModel) => void,
 ): BatchSource {
   return {
-    numClasses: OPTIONS.numClasses,
+    numClasses: TINY_PLAIN.numClasses,
     length: data.length * 4,
     batchesPerEpoch: data.length,
     async *epoch(_epoch: number, start = 0) {
@@ -73,7 +64,7 @@ async function tinyRun(
   before: (index: number, model: SpikingModel) => void = () => {},
 ): Promise<{ folder: string; error: unknown; lastWritten: Uint8Array | null }> {
   const folder = await Deno.makeTempDir({ prefix: "spikegpu-fault-" });
-  const model = createModel("plain", OPTIONS);
+  const model = createModel("plain", TINY_PLAIN);
   const optimizer = createOptimizer("adamw", model.parameters(), { lr, weightDecay: 0.02 });
   let lastWritten: Uint8Array | null = null;
   const observer: LoopObserver = {
@@ -91,7 +82,7 @@ async function tinyRun(
       folder: await RunFolder.create(folder),
       state: {
         modelName: "plain",
-        modelOptions: OPTIONS as unknown as Record<string, unknown>,
+        modelOptions: TINY_PLAIN as unknown as Record<string, unknown>,
         model,
         optimizer,
         config: {},
@@ -189,7 +180,7 @@ Deno.test("faults: a NaN BatchNorm running mean (no gradient) is caught before i
 async function deviceLostChild(folder: string): Promise<void> {
   await initGpu();
   const copy = join(folder, "good.ckpt");
-  const model = createModel("plain", OPTIONS);
+  const model = createModel("plain", TINY_PLAIN);
   const optimizer = createOptimizer("adamw", model.parameters(), { lr: 0.01 });
   try {
     await runTraining({
