@@ -35,18 +35,21 @@ const CASES = [
   "1d_eval",
 ];
 
+/** The fixture names of batchNorm's inputs: the tensor, the affine parameters and the running statistics. */
+const BN_INPUTS = {
+  x: "x",
+  weight: "weight",
+  bias: "bias",
+  runningMean: "running_mean",
+  runningVar: "running_var",
+};
+
 for (const label of CASES) {
   Deno.test(`batch_norm ${label}: output, running statistics and gradients match PyTorch`, async () => {
     await setupGpu();
     const f = await Fixture.load(`batch_norm_${label}`);
     await checkOp(f, {
-      inputs: {
-        x: "x",
-        weight: "weight",
-        bias: "bias",
-        runningMean: "running_mean",
-        runningVar: "running_var",
-      },
+      inputs: BN_INPUTS,
       grads: { x: "grad_x", weight: "grad_weight", bias: "grad_bias" },
       up: "up",
       // The running statistics are updated in place by the forward.
@@ -77,13 +80,7 @@ Deno.test("batch_norm: an input that needs no gradient still gives the weight an
   await setupGpu();
   const f = await Fixture.load("batch_norm_2d_train_chunks");
   await checkOp(f, {
-    inputs: {
-      x: "x",
-      weight: "weight",
-      bias: "bias",
-      runningMean: "running_mean",
-      runningVar: "running_var",
-    },
+    inputs: BN_INPUTS,
     grads: { weight: "grad_weight", bias: "grad_bias" },
     up: "up",
     run: ({ x, weight, bias, runningMean, runningVar }) => ({
