@@ -15,6 +15,15 @@ export interface ChartOptions {
 
 const COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"];
 
+/** An SVG's opening: the root element, a white background and the title centred at `titleX`. */
+function svgOpening(width: number, height: number, titleX: number, title: string): string[] {
+  return [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="12">`,
+    `<rect width="100%" height="100%" fill="white"/>`,
+    `<text x="${titleX}" y="20" text-anchor="middle" font-size="14">${escapeXml(title)}</text>`,
+  ];
+}
+
 function escapeXml(text: string): string {
   return text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
 }
@@ -53,13 +62,7 @@ export function lineChart(series: readonly Series[], options: ChartOptions): str
   if (yMin === yMax) [yMin, yMax] = [yMin - 1, yMax + 1];
   const px = (x: number) => margin.left + ((x - xMin) / (xMax - xMin)) * plotW;
   const py = (y: number) => margin.top + plotH - ((y - yMin) / (yMax - yMin)) * plotH;
-  const parts: string[] = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="12">`,
-    `<rect width="100%" height="100%" fill="white"/>`,
-    `<text x="${margin.left + plotW / 2}" y="20" text-anchor="middle" font-size="14">${
-      escapeXml(options.title)
-    }</text>`,
-  ];
+  const parts = svgOpening(width, height, margin.left + plotW / 2, options.title);
   for (const t of ticks(yMin, yMax)) {
     const y = py(t).toFixed(1);
     parts.push(
@@ -162,13 +165,7 @@ export function heatmap(
   const finite = values.flat().filter(Number.isFinite);
   const max = Math.max(0, ...finite) || 1;
   const decimals = max >= 10 ? 0 : max >= 1 ? 2 : 3;
-  const parts: string[] = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="12">`,
-    `<rect width="100%" height="100%" fill="white"/>`,
-    `<text x="${margin.left + plotW / 2}" y="20" text-anchor="middle" font-size="14">${
-      escapeXml(options.title)
-    }</text>`,
-  ];
+  const parts = svgOpening(width, height, margin.left + plotW / 2, options.title);
   if (rows.length === 0) {
     parts.push(
       `<text x="${margin.left + plotW / 2}" y="${
